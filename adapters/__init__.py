@@ -1,0 +1,1 @@
+"""Ecosystem bridges of zg_asktell (installed as ``zg_asktell.adapters``)."""

@@ -1,0 +1,210 @@
+"""Hyper-parameters of the ZeroGrads optimizer: one frozen, validated object."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+from typing import Any, Literal
+
+Estimator = Literal["surrogate", "es"]
+NonFinitePolicy = Literal["worst", "drop"]
+Recommendation = Literal["best", "mean"]
+
+
+@dataclass(frozen=True, kw_only=True)
+class ZeroGradsConfig:
+    """Every hyper-parameter of :class:`~zg_asktell.ZeroGrads`, validated on creation.
+
+    All lengths are in the *normalised* space ``z = (x - x0) / sigma``, where the user's
+    ``sigma`` (scalar or per coordinate) becomes 1: one set of defaults then serves
+    problems of any scale.
+
+    Args:
+        batch_size: candidates per ``ask()`` and per update (even when ``antithetic``).
+        antithetic: sample offsets in pairs ``+eps, -eps``.
+        jitter: smoothing jitter as a fraction of sigma: each candidate is asked at
+            ``X + xi`` with ``xi ~ N(0, (jitter*sigma)^2)`` while the regression input
+            stays ``X`` (the reference code's Monte Carlo smoothing); 0 disables it.
+        estimator: ``"surrogate"`` (fit an MLP, step on its gradient: ZeroGrads) or
+            ``"es"`` (the plain antithetic Gaussian-smoothing estimator, no surrogate).
+        gradient_averaging: running-average factor rho in [0, 1) applied to the
+            gradient before the Adam step (0 disables it).
+        hidden_width: surrogate MLP width W.
+        hidden_layers: number of hidden layers of width W (at least 1).
+        encoding_frequencies: positional encoding octaves L (input width d(1+2L)); 0 feeds
+            the raw normalised coordinates.
+        zero_init_output: start the last layer at zero, so the surrogate's gradient starts
+            at zero instead of at the random bias of an untrained network.
+        weight_decay: decoupled (AdamW) weight decay of the surrogate.
+        lr_surrogate: Adam learning rate of the surrogate weights.
+        fit_steps: Adam steps on the surrogate per update (k_phi).
+        fit_before_step: fit on the newest batch before stepping theta (the reference
+            steps first and fits after).
+        theta_steps: Adam steps on theta per update (k_theta); 1 for ``"es"``.
+        lr: Adam step size on theta in units of the current sigma (normalised space).
+        sigma_final: sigma at the end of the budget as a fraction of the initial sigma;
+            annealed geometrically over ``budget`` evaluations (held when no budget is given).
+        step_follows_sigma: scale the step size with the annealed sigma.
+        nonfinite_policy: ``"worst"`` replaces a NaN/inf/missing loss by the worst finite
+            loss of its update (pushes away from failing regions); ``"drop"`` ignores it.
+        recommendation: ``recommend()`` returns the ``"best"`` evaluated point or the
+            current ``"mean"`` theta.
+        device: torch device of the surrogate and of theta (``"cpu"``, ``"cuda"``...).
+        dtype: ``"float32"`` or ``"float64"`` for torch computations.
+    """
+
+    batch_size: int = 16
+    antithetic: bool = True
+    jitter: float = 0.0
+    estimator: Estimator = "surrogate"
+    gradient_averaging: float = 0.0
+    hidden_width: int = 64
+    hidden_layers: int = 2
+    encoding_frequencies: int = 3
+    zero_init_output: bool = True
+    weight_decay: float = 0.1
+    lr_surrogate: float = 1e-3
+    fit_steps: int = 3
+    fit_before_step: bool = True
+    theta_steps: int = 1
+    lr: float = 0.1
+    sigma_final: float = 0.2
+    step_follows_sigma: bool = True
+    nonfinite_policy: NonFinitePolicy = "worst"
+    recommendation: Recommendation = "best"
+    device: str = "cpu"
+    dtype: Literal["float32", "float64"] = "float32"
+
+    def __post_init__(self) -> None:
+        _check_int(self, "batch_size", 2 if self.antithetic else 1)
+        if self.antithetic and self.batch_size % 2:
+            raise ValueError(
+                f"batch_size={self.batch_size} must be even with antithetic=True "
+                "(candidates come in +eps/-eps pairs); use an even size or antithetic=False"
+            )
+        _check_choice(self, "estimator", ("surrogate", "es"))
+        _check_choice(self, "nonfinite_policy", ("worst", "drop"))
+        _check_choice(self, "recommendation", ("best", "mean"))
+        _check_choice(self, "dtype", ("float32", "float64"))
+        _check_int(self, "hidden_width", 1)
+        _check_int(self, "hidden_layers", 1)
+        _check_int(self, "encoding_frequencies", 0)
+        _check_int(self, "fit_steps", 1)
+        _check_int(self, "theta_steps", 1)
+        if self.estimator == "es" and self.theta_steps != 1:
+            raise ValueError(
+                f"theta_steps={self.theta_steps} needs a surrogate to re-evaluate the "
+                "gradient; with estimator='es' use theta_steps=1"
+            )
+        for name in ("lr", "lr_surrogate", "sigma_final"):
+            _check_float(self, name, low=0.0, low_open=True)
+        for name in ("jitter", "weight_decay"):
+            _check_float(self, name, low=0.0)
+        _check_float(self, "gradient_averaging", low=0.0, high=1.0)
+        if self.sigma_final > 1.0:
+            raise ValueError(
+                f"sigma_final={self.sigma_final} must be at most 1 (a fraction of the "
+                "initial sigma; sigma only shrinks)"
+            )
+        if not isinstance(self.device, str) or not self.device:
+            raise ValueError(f"device={self.device!r} must be a torch device name like 'cpu'")
+
+    def replace(self, **changes: Any) -> ZeroGradsConfig:
+        """A copy with ``changes`` applied (and validated)."""
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-able dictionary of every field."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> ZeroGradsConfig:
+        """Inverse of :meth:`to_dict`; unknown keys raise ``ValueError``."""
+        unknown = set(values) - {f.name for f in dataclasses.fields(cls)}
+        if unknown:
+            raise ValueError(f"unknown ZeroGradsConfig option(s): {sorted(unknown)}")
+        return cls(**values)
+
+
+def _check_int(config: ZeroGradsConfig, name: str, low: int) -> None:
+    value = getattr(config, name)
+    if isinstance(value, bool) or not isinstance(value, int) or value < low:
+        raise ValueError(f"{name}={value!r} must be an integer >= {low}")
+
+
+def _check_float(
+    config: ZeroGradsConfig,
+    name: str,
+    low: float,
+    high: float | None = None,
+    low_open: bool = False,
+) -> None:
+    value = getattr(config, name)
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+    ok = ok and math.isfinite(value) and (value > low if low_open else value >= low)
+    ok = ok and (high is None or value < high)
+    if not ok:
+        bound = f"> {low}" if low_open else f">= {low}"
+        if high is not None:
+            bound += f" and < {high}"
+        raise ValueError(f"{name}={value!r} must be a finite number {bound}")
+
+
+def _check_choice(config: ZeroGradsConfig, name: str, choices: tuple[str, ...]) -> None:
+    value = getattr(config, name)
+    if value not in choices:
+        raise ValueError(f"{name}={value!r} must be one of {list(choices)}")
+
+
+PRESETS: dict[str, ZeroGradsConfig] = {
+    # The library's default: the measured best surrogate design (docs/calibration.md).
+    "default": ZeroGradsConfig(),
+    # The reference code's loop (low-dimensional settings): constant sigma, a fixed step
+    # of 1e-3 in parameter units at sigma=0.33 (here 0.003 sigma), plain init, no decay,
+    # theta stepped before the fit on the newest batch, jitter 0.1 sigma.
+    "reference": ZeroGradsConfig(
+        batch_size=8,
+        jitter=0.1,
+        hidden_width=64,
+        hidden_layers=2,
+        encoding_frequencies=0,
+        zero_init_output=False,
+        weight_decay=0.0,
+        lr_surrogate=1e-3,
+        fit_steps=3,
+        fit_before_step=False,
+        lr=0.003,
+        sigma_final=1.0,
+        step_follows_sigma=False,
+        recommendation="mean",
+    ),
+    # The reference's high-dimensional network: 8 layers of 128 with L=6 encoding.
+    "reference-highdim": ZeroGradsConfig(
+        batch_size=20,
+        jitter=0.1,
+        hidden_width=128,
+        hidden_layers=7,
+        encoding_frequencies=6,
+        zero_init_output=False,
+        weight_decay=0.0,
+        lr_surrogate=1e-4,
+        fit_steps=3,
+        fit_before_step=False,
+        lr=0.004,
+        sigma_final=1.0,
+        step_follows_sigma=False,
+        recommendation="mean",
+    ),
+    # Plain antithetic ES with the default schedule and step: the surrogate's ablation.
+    "es": ZeroGradsConfig(estimator="es"),
+    # ES with a running average of its gradient (the low-pass filter the surrogate acts as).
+    "es-averaged": ZeroGradsConfig(estimator="es", gradient_averaging=0.9),
+}
+
+
+def preset(name: str, **changes: Any) -> ZeroGradsConfig:
+    """The named preset (see ``PRESETS``) with optional ``changes``."""
+    if name not in PRESETS:
+        raise ValueError(f"unknown preset {name!r}; choose one of {sorted(PRESETS)}")
+    return PRESETS[name].replace(**changes)

@@ -1,0 +1,555 @@
+"""The ZeroGrads ask/tell optimizer."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import torch
+
+from ._config import ZeroGradsConfig
+from ._estimators import ESEstimator, GradientEstimator, SurrogateEstimator
+
+FloatArray = npt.NDArray[np.float64]
+ArrayLike = npt.ArrayLike
+STATE_FORMAT = "zg_asktell.ZeroGrads/1"
+_ADAM_BETAS = (0.9, 0.999)
+_ADAM_EPS = 1e-8
+_SCALE_RATE = 0.1  # running average rate of the loss spread used to scale targets
+
+
+@dataclass
+class _Sample:
+    """One candidate: regression input and unit offset in normalised space, its sigma."""
+
+    z: npt.NDArray[Any]
+    offset: npt.NDArray[Any]  # NaN for points the optimizer never asked
+    sigma: float
+
+
+class ZeroGrads:
+    """Ask/tell minimizer of black-box losses with zero or undefined gradients.
+
+    Candidates are drawn around the current parameters ``theta`` from a Gaussian of
+    width ``sigma``; their losses fit a warm-started neural surrogate of the smoothed
+    loss, whose gradient at ``theta`` drives an Adam step (Fischer & Ritschel, ZeroGrads).
+
+    Args:
+        x0: starting point, shape (d,).
+        sigma: initial smoothing width in parameter units, scalar or shape (d,).
+            Defaults to 0.1 of the box width with finite bounds, else 1.
+        lower, upper: optional box bounds (scalars or shape (d,)); every asked candidate
+            and ``theta`` stay inside.
+        budget: evaluations planned; sigma is annealed over it (held without one).
+        config: a :class:`ZeroGradsConfig` (e.g. ``preset("es")``); keyword ``options``
+            override its fields.
+        seed: seed of the optimizer's own torch generator (global RNGs are not touched).
+
+    Example:
+        >>> import numpy as np
+        >>> from zg_asktell import ZeroGrads
+        >>> opt = ZeroGrads(np.full(20, 3.0), sigma=1.0, budget=4000, seed=0)
+        >>> for _ in range(250):
+        ...     X = opt.ask()
+        ...     opt.tell(X, [float(np.sum(np.round(x) ** 2)) for x in X])
+        >>> opt.best_loss < 20.0
+        True
+    """
+
+    def __init__(
+        self,
+        x0: ArrayLike,
+        sigma: ArrayLike | None = None,
+        *,
+        lower: ArrayLike | None = None,
+        upper: ArrayLike | None = None,
+        budget: int | None = None,
+        config: ZeroGradsConfig | None = None,
+        seed: int | None = None,
+        **options: Any,
+    ) -> None:
+        self._config = _with_options(config or ZeroGradsConfig(), options)
+        x0_array = _as_vector(x0, "x0")
+        dim = x0_array.size
+        self._lower = None if lower is None else _broadcast(lower, dim, "lower")
+        self._upper = None if upper is None else _broadcast(upper, dim, "upper")
+        _check_bounds(x0_array, self._lower, self._upper)
+        self._x0 = x0_array
+        self._scale = _initial_sigma(sigma, dim, self._lower, self._upper)
+        if budget is not None and (isinstance(budget, bool) or not isinstance(budget, int) or budget < 1):
+            raise ValueError(f"budget={budget!r} must be a positive integer or None")
+        self._budget = budget
+        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or seed < 0):
+            raise ValueError(f"seed={seed!r} must be a non-negative integer or None")
+        self._generator = torch.Generator()
+        if seed is None:
+            self._generator.seed()
+        else:
+            self._generator.manual_seed(seed)
+        self._device = torch.device(self._config.device)
+        if self._device.type == "cuda" and not torch.cuda.is_available():
+            raise ValueError(f"device={self._config.device!r} but torch sees no CUDA GPU; use 'cpu'")
+        self._dtype = getattr(torch, self._config.dtype)
+        self._z_lower = None if self._lower is None else (self._lower - self._x0) / self._scale
+        self._z_upper = None if self._upper is None else (self._upper - self._x0) / self._scale
+        self._theta = torch.zeros(dim, device=self._device, dtype=self._dtype)
+        self._adam_m = torch.zeros_like(self._theta)
+        self._adam_v = torch.zeros_like(self._theta)
+        self._gradient_average: torch.Tensor | None = None
+        self._estimator: GradientEstimator = (
+            SurrogateEstimator(dim, self._config, self._generator, self._device, self._dtype)
+            if self._config.estimator == "surrogate"
+            else ESEstimator()
+        )
+        self._queue: list[tuple[FloatArray, _Sample]] = []
+        self._pending: dict[bytes, list[_Sample]] = {}
+        self._buffer: list[tuple[_Sample, float]] = []
+        self._loss_scale: float | None = None
+        self._counters = {"asked": 0, "told": 0, "updates": 0, "failed": 0, "foreign": 0}
+        self._best_x: FloatArray | None = None
+        self._best_loss = math.inf
+
+    # ----------------------------------------------------------------- read-only state
+    @property
+    def config(self) -> ZeroGradsConfig:
+        return self._config
+
+    @property
+    def dim(self) -> int:
+        return self._x0.size
+
+    @property
+    def budget(self) -> int | None:
+        return self._budget
+
+    @property
+    def theta(self) -> FloatArray:
+        """Current parameters (the centre of the sampling Gaussian), a copy."""
+        return self._to_x(self._theta.cpu().double().numpy())
+
+    @property
+    def sigma(self) -> FloatArray:
+        """Current smoothing width per coordinate in parameter units."""
+        return self._scale * self._sigma_factor()
+
+    @property
+    def iteration(self) -> int:
+        """Updates (surrogate fit + Adam step) taken so far."""
+        return self._counters["updates"]
+
+    @property
+    def evaluations(self) -> int:
+        """Losses told so far, failed ones included."""
+        return self._counters["told"]
+
+    @property
+    def n_asked(self) -> int:
+        return self._counters["asked"]
+
+    @property
+    def n_failed(self) -> int:
+        """Losses told as NaN, inf or None."""
+        return self._counters["failed"]
+
+    @property
+    def n_pending(self) -> int:
+        """Candidates asked and not told yet."""
+        return sum(len(samples) for samples in self._pending.values())
+
+    @property
+    def best_x(self) -> FloatArray | None:
+        """Best evaluated point so far (a copy), or None before any finite loss."""
+        return None if self._best_x is None else self._best_x.copy()
+
+    @property
+    def best_loss(self) -> float:
+        """Lowest finite loss told so far (inf before any)."""
+        return self._best_loss
+
+    def recommend(self) -> FloatArray:
+        """The best evaluated point (``recommendation="best"``) or the current theta."""
+        if self._config.recommendation == "best" and self._best_x is not None:
+            return self._best_x.copy()
+        return self.theta
+
+    # ----------------------------------------------------------------------- ask/tell
+    def ask(self, n: int | None = None) -> FloatArray:
+        """Return ``n`` candidates (default: ``batch_size``) as an (n, d) array.
+
+        Antithetic partners are kept for the next call, so asking one at a time still
+        yields ``+eps, -eps`` pairs.
+        """
+        if n is None:
+            n = self._config.batch_size
+        if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+            raise ValueError(f"n={n!r} must be a positive integer (candidates to ask)")
+        while len(self._queue) < n:
+            self._queue.extend(self._sample_batch())
+        rows = []
+        for x, sample in self._queue[:n]:
+            self._pending.setdefault(_key(x), []).append(sample)
+            rows.append(x)
+        del self._queue[:n]
+        self._counters["asked"] += n
+        return np.stack(rows)
+
+    def tell(self, X: ArrayLike, losses: ArrayLike | Sequence[float | None]) -> None:
+        """Record the losses of candidates (rows of ``X``); update when a batch is full.
+
+        Rows may come in any order, in parts, or be points never asked (used as extra
+        data). A loss of NaN, inf or None counts as a failed evaluation and is handled by
+        ``nonfinite_policy``. Inputs are validated before anything is recorded.
+        """
+        points = np.array(X, dtype=np.float64, copy=True) if _numeric(X) else None
+        if points is None:
+            raise TypeError("X must be a numeric array of candidates, shape (n, d)")
+        if points.ndim == 1 and points.size == self.dim:
+            points = points[None]
+        if points.ndim != 2 or points.shape[1] != self.dim:
+            raise ValueError(
+                f"X has shape {points.shape} but the optimizer has dimension {self.dim}: "
+                f"pass an (n, {self.dim}) array, e.g. the rows returned by ask()"
+            )
+        if not np.all(np.isfinite(points)):
+            raise ValueError("X contains NaN or inf: tell the candidates exactly as asked")
+        values = _losses(losses, len(points))
+        for x, loss in zip(points, values):
+            self._record(x, loss)
+        while len(self._buffer) >= self._config.batch_size:
+            batch = self._buffer[: self._config.batch_size]
+            del self._buffer[: self._config.batch_size]
+            self._update(batch)
+
+    # ----------------------------------------------------------------------- internals
+    def _sigma_factor(self) -> float:
+        if self._budget is None:
+            return 1.0
+        progress = min(1.0, self._counters["told"] / self._budget)
+        return float(self._config.sigma_final**progress)
+
+    def _to_x(self, z: FloatArray) -> FloatArray:
+        x = self._x0 + self._scale * z
+        if self._lower is not None or self._upper is not None:
+            x = np.clip(x, self._lower, self._upper)
+        return x
+
+    def _clip_z(self, z: torch.Tensor) -> torch.Tensor:
+        if self._z_lower is None and self._z_upper is None:
+            return z
+        bound = lambda b: None if b is None else torch.as_tensor(b, dtype=z.dtype, device=z.device)  # noqa: E731
+        return torch.clamp(z, bound(self._z_lower), bound(self._z_upper))
+
+    def _sample_batch(self) -> list[tuple[FloatArray, _Sample]]:
+        cfg = self._config
+        sigma = self._sigma_factor()
+        n_draws = cfg.batch_size // 2 if cfg.antithetic else cfg.batch_size
+        noise = torch.randn((n_draws, self.dim), generator=self._generator, dtype=torch.float64)
+        if cfg.antithetic:
+            noise = torch.stack([noise, -noise], dim=1).reshape(-1, self.dim)
+        theta = self._theta.cpu().double()
+        inputs = self._clip_z(theta + sigma * noise)
+        offsets = (inputs - theta) / sigma
+        asked = inputs
+        if cfg.jitter > 0:
+            jitter = torch.randn(inputs.shape, generator=self._generator, dtype=torch.float64)
+            asked = self._clip_z(inputs + cfg.jitter * sigma * jitter)
+        np_dtype = np.float32 if cfg.dtype == "float32" else np.float64
+        return [
+            (self._to_x(a.numpy()), _Sample(z.numpy().astype(np_dtype), u.numpy().astype(np_dtype), sigma))
+            for a, z, u in zip(asked, inputs, offsets)
+        ]
+
+    def _record(self, x: FloatArray, loss: float) -> None:
+        samples = self._pending.get(_key(x))
+        if samples:
+            sample = samples.pop(0)
+            if not samples:
+                del self._pending[_key(x)]
+        else:
+            z = (x - self._x0) / self._scale
+            np_dtype = np.float32 if self._config.dtype == "float32" else np.float64
+            nan = np.full(self.dim, np.nan, dtype=np_dtype)
+            sample = _Sample(z.astype(np_dtype), nan, self._sigma_factor())
+            self._counters["foreign"] += 1
+        self._counters["told"] += 1
+        if math.isfinite(loss):
+            if loss < self._best_loss:
+                self._best_loss, self._best_x = loss, x.copy()
+        else:
+            self._counters["failed"] += 1
+        self._buffer.append((sample, loss))
+
+    def _update(self, batch: list[tuple[_Sample, float]]) -> None:
+        losses = np.array([loss for _, loss in batch])
+        finite = np.isfinite(losses)
+        if not finite.any():
+            return
+        if self._config.nonfinite_policy == "worst":
+            losses = np.where(finite, losses, losses[finite].max())
+        else:
+            batch = [item for item, ok in zip(batch, finite) if ok]
+            losses = losses[finite]
+        spread = float(losses.std())
+        if spread > 0:
+            self._loss_scale = (
+                spread
+                if self._loss_scale is None
+                else (1 - _SCALE_RATE) * self._loss_scale + _SCALE_RATE * spread
+            )
+        scale = self._loss_scale or 1.0
+        as_tensor = lambda a: torch.as_tensor(np.asarray(a), device=self._device, dtype=self._dtype)  # noqa: E731
+        inputs = as_tensor(np.stack([s.z for s, _ in batch]))
+        offsets = as_tensor(np.stack([s.offset for s, _ in batch]))
+        sigmas = as_tensor([s.sigma for s, _ in batch])
+        targets = as_tensor((losses - losses.mean()) / scale)
+        fit_first = self._config.fit_before_step or self._config.estimator == "es"
+        if fit_first:
+            self._estimator.fit(inputs, offsets, sigmas, targets)
+        for _ in range(self._config.theta_steps):
+            self._adam_step(self._estimator.gradient(self._theta))
+        if not fit_first:
+            self._estimator.fit(inputs, offsets, sigmas, targets)
+        self._counters["updates"] += 1
+        self._queue.clear()  # fresh candidates around the new theta
+
+    def _adam_step(self, gradient: torch.Tensor) -> None:
+        rho = self._config.gradient_averaging
+        if rho > 0:
+            if self._gradient_average is None:
+                self._gradient_average = gradient.clone()
+            else:
+                self._gradient_average.mul_(rho).add_(gradient, alpha=1 - rho)
+            gradient = self._gradient_average
+        beta1, beta2 = _ADAM_BETAS
+        self._adam_m.mul_(beta1).add_(gradient, alpha=1 - beta1)
+        self._adam_v.mul_(beta2).addcmul_(gradient, gradient, value=1 - beta2)
+        step = self._counters["updates"] + 1
+        lr = self._config.lr * (self._sigma_factor() if self._config.step_follows_sigma else 1.0)
+        m_hat = self._adam_m / (1 - beta1**step)
+        v_hat = self._adam_v / (1 - beta2**step)
+        theta = self._theta - lr * m_hat / (v_hat.sqrt() + _ADAM_EPS)
+        self._theta = self._clip_z(theta)
+
+    # -------------------------------------------------------------------- save/resume
+    def state_dict(self) -> dict[str, Any]:
+        """Everything needed to resume exactly: tensors and plain values only."""
+
+        def samples(items: list[_Sample]) -> dict[str, torch.Tensor]:
+            return {
+                "z": torch.as_tensor(np.stack([s.z for s in items])) if items else torch.zeros(0),
+                "offset": torch.as_tensor(np.stack([s.offset for s in items])) if items else torch.zeros(0),
+                "sigma": torch.tensor([s.sigma for s in items], dtype=torch.float64),
+            }
+
+        pending = [(key, s) for key, items in self._pending.items() for s in items]
+        optional = lambda a: None if a is None else torch.as_tensor(a)  # noqa: E731
+        return {
+            "format": STATE_FORMAT,
+            "config": self._config.to_dict(),
+            "budget": self._budget,
+            "x0": torch.as_tensor(self._x0),
+            "scale": torch.as_tensor(self._scale),
+            "lower": optional(self._lower),
+            "upper": optional(self._upper),
+            "theta": self._theta.cpu(),
+            "adam_m": self._adam_m.cpu(),
+            "adam_v": self._adam_v.cpu(),
+            "gradient_average": optional(None if self._gradient_average is None else self._gradient_average.cpu()),
+            "estimator": self._estimator.state_dict(),
+            "generator": self._generator.get_state(),
+            "queue_x": torch.as_tensor(np.stack([x for x, _ in self._queue])) if self._queue else torch.zeros(0),
+            "queue": samples([s for _, s in self._queue]),
+            "pending_keys": [key for key, _ in pending],
+            "pending": samples([s for _, s in pending]),
+            "buffer": samples([s for s, _ in self._buffer]),
+            "buffer_losses": torch.tensor([loss for _, loss in self._buffer], dtype=torch.float64),
+            "loss_scale": self._loss_scale,
+            "counters": dict(self._counters),
+            "best_x": optional(self._best_x),
+            "best_loss": self._best_loss,
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore a :meth:`state_dict`; the object must have the same dimension."""
+        if not isinstance(state, dict) or state.get("format") != STATE_FORMAT:
+            raise ValueError(
+                f"not a ZeroGrads state (expected format {STATE_FORMAT!r}); "
+                "pass what ZeroGrads.state_dict() returned"
+            )
+        if int(state["x0"].numel()) != self.dim:
+            raise ValueError(
+                f"the state has dimension {int(state['x0'].numel())} but this optimizer has "
+                f"{self.dim}; use ZeroGrads.from_state_dict(state) to build a matching one"
+            )
+        fresh = ZeroGrads.from_state_dict(state, device=self._config.device)
+        self.__dict__.update(fresh.__dict__)
+
+    @classmethod
+    def from_state_dict(cls, state: dict[str, Any], device: str | None = None) -> ZeroGrads:
+        """A new optimizer resumed from ``state``; ``device`` overrides the saved one."""
+        if not isinstance(state, dict) or state.get("format") != STATE_FORMAT:
+            raise ValueError(
+                f"not a ZeroGrads state (expected format {STATE_FORMAT!r}); "
+                "pass what ZeroGrads.state_dict() returned"
+            )
+        config = ZeroGradsConfig.from_dict(state["config"])
+        if device is not None:
+            config = config.replace(device=device)
+        numpy = lambda t: None if t is None else t.numpy().copy()  # noqa: E731
+        opt = cls(
+            numpy(state["x0"]),
+            numpy(state["scale"]),
+            lower=numpy(state["lower"]),
+            upper=numpy(state["upper"]),
+            budget=state["budget"],
+            config=config,
+            seed=0,
+        )
+        to_device = lambda t: t.to(device=opt._device, dtype=opt._dtype)  # noqa: E731
+        opt._theta = to_device(state["theta"])
+        opt._adam_m = to_device(state["adam_m"])
+        opt._adam_v = to_device(state["adam_v"])
+        if state["gradient_average"] is not None:
+            opt._gradient_average = to_device(state["gradient_average"])
+        opt._estimator.load_state_dict(state["estimator"])
+        opt._generator.set_state(state["generator"])
+        opt._queue = list(zip(numpy(state["queue_x"]), _unpack(state["queue"])))
+        for key, sample in zip(state["pending_keys"], _unpack(state["pending"])):
+            opt._pending.setdefault(key, []).append(sample)
+        opt._buffer = list(zip(_unpack(state["buffer"]), state["buffer_losses"].tolist()))
+        opt._loss_scale = state["loss_scale"]
+        opt._counters = dict(state["counters"])
+        opt._best_x = numpy(state["best_x"])
+        opt._best_loss = float(state["best_loss"])
+        return opt
+
+    def save(self, path: str | os.PathLike[str]) -> None:
+        """Write :meth:`state_dict` to ``path`` (a torch file that loads weights-only)."""
+        torch.save(self.state_dict(), path)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str], device: str | None = None) -> ZeroGrads:
+        """Resume from a file written by :meth:`save` (no arbitrary unpickling)."""
+        try:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+        except FileNotFoundError:
+            raise
+        except Exception as error:
+            raise ValueError(f"{os.fspath(path)!r} is not a readable ZeroGrads save file: {error}") from error
+        return cls.from_state_dict(state, device=device)
+
+
+def _unpack(tensors: dict[str, torch.Tensor]) -> list[_Sample]:
+    sigmas = tensors["sigma"].tolist()
+    if not sigmas:
+        return []
+    return [
+        _Sample(z.numpy().copy(), u.numpy().copy(), s)
+        for z, u, s in zip(tensors["z"], tensors["offset"], sigmas)
+    ]
+
+
+def _key(x: FloatArray) -> bytes:
+    # float32 rounding: rows told back as float32 still find their asked candidate.
+    return np.asarray(x, dtype=np.float32).tobytes()
+
+
+def _numeric(value: object) -> bool:
+    try:
+        array = np.asarray(value)
+    except (ValueError, TypeError):
+        return False
+    return array.dtype.kind in "biuf"
+
+
+def _losses(losses: object, n: int) -> list[float]:
+    if isinstance(losses, (str, bytes)) or not hasattr(losses, "__len__"):
+        if n == 1 and (losses is None or isinstance(losses, (int, float, np.number))):
+            losses = [losses]
+        else:
+            raise TypeError(f"losses must be a sequence of {n} numbers (None for a failed evaluation)")
+    values = list(np.ravel(np.asarray(losses, dtype=object)))
+    if len(values) != n:
+        raise ValueError(f"got {len(values)} losses for {n} candidates: pass exactly one loss per row of X")
+    result = []
+    for i, value in enumerate(values):
+        if value is None:
+            result.append(math.nan)
+        elif isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.number)):
+            raise TypeError(
+                f"loss #{i} is {value!r} ({type(value).__name__}): losses must be real numbers, "
+                "or None / NaN for a failed evaluation"
+            )
+        elif isinstance(value, (complex, np.complexfloating)):
+            raise TypeError(f"loss #{i} is complex ({value!r}): losses must be real numbers")
+        else:
+            result.append(float(value))
+    return result
+
+
+def _with_options(config: ZeroGradsConfig, options: dict[str, Any]) -> ZeroGradsConfig:
+    if not isinstance(config, ZeroGradsConfig):
+        raise TypeError(f"config must be a ZeroGradsConfig, got {type(config).__name__}")
+    valid = {f.name for f in dataclasses.fields(ZeroGradsConfig)}
+    unknown = sorted(set(options) - valid)
+    if unknown:
+        raise TypeError(f"unknown option(s) {unknown}; valid options: {sorted(valid)}")
+    return config.replace(**options) if options else config
+
+
+def _as_vector(value: ArrayLike, name: str) -> FloatArray:
+    if not _numeric(value):
+        raise TypeError(f"{name} must be a numeric array, got {type(value).__name__}")
+    array = np.array(value, dtype=np.float64, copy=True)
+    if array.ndim != 1 or array.size == 0:
+        raise ValueError(f"{name} must be a non-empty 1-D array, got shape {array.shape}")
+    if not np.all(np.isfinite(array)):
+        raise ValueError(f"{name} contains NaN or inf; give finite values")
+    return array
+
+
+def _broadcast(value: ArrayLike, dim: int, name: str) -> FloatArray:
+    if not _numeric(value):
+        raise TypeError(f"{name} must be a number or a numeric array of length {dim}")
+    array = np.asarray(value, dtype=np.float64)
+    if array.ndim == 0:
+        array = np.full(dim, float(array))
+    if array.shape != (dim,):
+        raise ValueError(f"{name} has shape {array.shape}; give a scalar or shape ({dim},) like x0")
+    if np.any(np.isnan(array)):
+        raise ValueError(f"{name} contains NaN; use +-inf for an open side")
+    return array.copy()
+
+
+def _check_bounds(x0: FloatArray, lower: FloatArray | None, upper: FloatArray | None) -> None:
+    if lower is not None and upper is not None and np.any(lower >= upper):
+        i = int(np.argmax(lower >= upper))
+        raise ValueError(f"lower[{i}]={lower[i]} must be below upper[{i}]={upper[i]}")
+    outside = np.zeros(x0.shape, dtype=bool)
+    if lower is not None:
+        outside |= x0 < lower
+    if upper is not None:
+        outside |= x0 > upper
+    if outside.any():
+        i = int(np.argmax(outside))
+        raise ValueError(f"x0[{i}]={x0[i]} lies outside the bounds; start inside [lower, upper]")
+
+
+def _initial_sigma(
+    sigma: ArrayLike | None, dim: int, lower: FloatArray | None, upper: FloatArray | None
+) -> FloatArray:
+    if sigma is None:
+        if lower is None or upper is None:
+            return np.ones(dim)
+        width = upper - lower
+        return np.where(np.isfinite(width), 0.1 * width, 1.0)
+    array = _broadcast(sigma, dim, "sigma")
+    if not np.all(np.isfinite(array) & (array > 0)):
+        raise ValueError("sigma must be positive and finite (the initial smoothing width)")
+    return array
