@@ -102,16 +102,12 @@ class ZeroGrads:
         self._adam_m = torch.zeros_like(self._theta)
         self._adam_v = torch.zeros_like(self._theta)
         self._gradient_average: torch.Tensor | None = None
-        self._estimator: GradientEstimator = (
-            SurrogateEstimator(dim, self._config, self._generator, self._device, self._dtype)
-            if self._config.estimator == "surrogate"
-            else ESEstimator()
-        )
+        self._estimator = self._new_estimator()
         self._queue: list[tuple[FloatArray, _Sample]] = []
         self._pending: dict[bytes, list[_Sample]] = {}
         self._buffer: list[tuple[_Sample, float]] = []
         self._loss_scale: float | None = None
-        self._counters = {"asked": 0, "told": 0, "updates": 0, "failed": 0, "foreign": 0}
+        self._counters = {"asked": 0, "told": 0, "updates": 0, "failed": 0, "foreign": 0, "resets": 0, "adam_steps": 0}
         self._best_x: FloatArray | None = None
         self._best_loss = math.inf
 
@@ -156,6 +152,11 @@ class ZeroGrads:
     def n_failed(self) -> int:
         """Losses told as NaN, inf or None."""
         return self._counters["failed"]
+
+    @property
+    def n_resets(self) -> int:
+        """Times a diverged surrogate (non-finite gradient) was replaced by a fresh one."""
+        return self._counters["resets"]
 
     @property
     def n_pending(self) -> int:
@@ -227,6 +228,11 @@ class ZeroGrads:
             self._update(batch)
 
     # ----------------------------------------------------------------------- internals
+    def _new_estimator(self) -> GradientEstimator:
+        if self._config.estimator == "es":
+            return ESEstimator()
+        return SurrogateEstimator(self.dim, self._config, self._generator, self._device, self._dtype)
+
     def _sigma_factor(self) -> float:
         if self._budget is None:
             return 1.0
@@ -312,7 +318,13 @@ class ZeroGrads:
         if fit_first:
             self._estimator.fit(inputs, offsets, sigmas, targets)
         for _ in range(self._config.theta_steps):
-            self._adam_step(self._estimator.gradient(self._theta))
+            gradient = self._estimator.gradient(self._theta)
+            if not bool(torch.isfinite(gradient).all()):
+                # A diverged surrogate: start a fresh one rather than step on garbage.
+                self._estimator = self._new_estimator()
+                self._counters["resets"] += 1
+                break
+            self._adam_step(gradient)
         if not fit_first:
             self._estimator.fit(inputs, offsets, sigmas, targets)
         self._counters["updates"] += 1
@@ -329,7 +341,8 @@ class ZeroGrads:
         beta1, beta2 = _ADAM_BETAS
         self._adam_m.mul_(beta1).add_(gradient, alpha=1 - beta1)
         self._adam_v.mul_(beta2).addcmul_(gradient, gradient, value=1 - beta2)
-        step = self._counters["updates"] + 1
+        self._counters["adam_steps"] += 1
+        step = self._counters["adam_steps"]
         lr = self._config.lr * (self._sigma_factor() if self._config.step_follows_sigma else 1.0)
         m_hat = self._adam_m / (1 - beta1**step)
         v_hat = self._adam_v / (1 - beta2**step)
