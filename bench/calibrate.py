@@ -50,7 +50,11 @@ def run(problem_name: str, preset_name: str, changes: dict[str, Any], budget: in
     torch.set_num_threads(1)
     problem = PROBLEMS[problem_name]()
     opt = ZeroGrads(
-        problem.x0, lower=problem.lower, upper=problem.upper, budget=budget, seed=seed,
+        problem.x0,
+        lower=problem.lower,
+        upper=problem.upper,
+        budget=budget,
+        seed=seed,
         config=preset(preset_name, **changes),
     )
     while opt.evaluations < budget:

@@ -172,14 +172,7 @@ def test_ask_tell_and_save_leave_global_rngs_alone(options: dict[str, Any], tmp_
 @pytest.mark.parametrize(
     "estimator",
     [
-        pytest.param(
-            "surrogate",
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="core bug: SurrogateMLP builds nn.Linear layers, whose reset_parameters() draws "
-                "from the global torch RNG before the weights are redrawn from the optimizer's generator",
-            ),
-        ),
+        "surrogate",
         "es",
     ],
 )
@@ -309,11 +302,6 @@ def test_shuffled_tells_pair_each_loss_with_its_candidate(
     np.testing.assert_allclose(shuffled.ask(), in_order.ask(), rtol=0, atol=1e-6)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="core bug: the update uses the buffer in telling order, so a shuffled batch changes the "
-    "float summation order of the loss mean/std, the surrogate's MSE and the ES matmul",
-)
 @pytest.mark.parametrize("estimator", ["surrogate", "es"])
 def test_shuffled_tells_give_the_identical_update(estimator: str) -> None:
     for seed in range(8):

@@ -120,11 +120,6 @@ def test_presets_survive_a_round_trip(name: str) -> None:
     assert observable_state(restored) == observable_state(opt)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="core bug: state_dict() returns live tensors (adam_m/adam_v, gradient_average, surrogate "
-    "weights and AdamW moments) that keep changing in place as the optimizer runs on",
-)
 @pytest.mark.parametrize("name", ["surrogate", "es-averaged"])
 def test_state_dict_is_a_snapshot(name: str) -> None:
     opt = make_opt(**VARIANTS[name])
@@ -135,12 +130,6 @@ def test_state_dict_is_a_snapshot(name: str) -> None:
     assert_nested_equal(state, frozen)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="core bug: from_state_dict() adopts the state's tensors without copying (Tensor.to() is a "
-    "no-op on the same device/dtype; AdamW.load_state_dict keeps the moment tensors), so the resumed "
-    "optimizer writes into the caller's state and into every other optimizer resumed from it",
-)
 @pytest.mark.parametrize("name", ["surrogate", "es-averaged"])
 def test_resuming_leaves_the_state_dict_unchanged(name: str) -> None:
     opt = make_opt(**VARIANTS[name])
@@ -153,11 +142,6 @@ def test_resuming_leaves_the_state_dict_unchanged(name: str) -> None:
     assert_same_future(second, ZeroGrads.from_state_dict(frozen))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="core bug: ESEstimator.state_dict() drops its last gradient; an update whose batch has no "
-    "asked rows reuses that gradient in an uninterrupted run but steps with zero after a resume",
-)
 def test_es_resume_before_a_batch_of_never_asked_points(tmp_path: Path) -> None:
     uninterrupted, interrupted = make_opt(estimator="es"), make_opt(estimator="es")
     run_cycles(uninterrupted, 2)

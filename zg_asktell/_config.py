@@ -7,6 +7,8 @@ import math
 from dataclasses import dataclass
 from typing import Any, Literal
 
+import numpy as np
+
 Estimator = Literal["surrogate", "es"]
 NonFinitePolicy = Literal["worst", "drop"]
 Recommendation = Literal["best", "mean"]
@@ -77,6 +79,9 @@ class ZeroGradsConfig:
     dtype: Literal["float32", "float64"] = "float32"
 
     def __post_init__(self) -> None:
+        for name in ("antithetic", "zero_init_output", "fit_before_step", "step_follows_sigma"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"{name}={getattr(self, name)!r} must be True or False")
         _check_int(self, "batch_size", 2 if self.antithetic else 1)
         if self.antithetic and self.batch_size % 2:
             raise ValueError(
@@ -129,7 +134,7 @@ class ZeroGradsConfig:
 
 def _check_int(config: ZeroGradsConfig, name: str, low: int) -> None:
     value = getattr(config, name)
-    if isinstance(value, bool) or not isinstance(value, int) or value < low:
+    if not is_integer(value) or value < low:
         raise ValueError(f"{name}={value!r} must be an integer >= {low}")
 
 
@@ -155,6 +160,11 @@ def _check_choice(config: ZeroGradsConfig, name: str, choices: tuple[str, ...]) 
     value = getattr(config, name)
     if value not in choices:
         raise ValueError(f"{name}={value!r} must be one of {list(choices)}")
+
+
+def is_integer(value: object) -> bool:
+    """True for Python and numpy integers, False for bools."""
+    return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
 
 
 PRESETS: dict[str, ZeroGradsConfig] = {

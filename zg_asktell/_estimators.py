@@ -53,26 +53,28 @@ class SurrogateMLP(nn.Module):
         self.frequencies = config.encoding_frequencies
         widths = [dim * (1 + 2 * self.frequencies)]
         widths += [config.hidden_width] * config.hidden_layers + [1]
-        self.layers = nn.ModuleList(
-            nn.Linear(w_in, w_out, device=device, dtype=dtype)
-            for w_in, w_out in zip(widths[:-1], widths[1:])
-        )
+        # Built on the meta device and filled from our generator: nn.Linear's own
+        # initialisation would draw from torch's global RNG.
+        layers = [
+            nn.Linear(w_in, w_out, device="meta", dtype=dtype) for w_in, w_out in zip(widths[:-1], widths[1:])
+        ]
+        self.layers = nn.ModuleList(layers).to_empty(device=device)
         with torch.no_grad():
-            for layer in self.layers:
-                # PyTorch's default Linear init, drawn from our own generator.
+            for layer in layers:
                 bound = 1.0 / math.sqrt(layer.in_features)
                 for param in (layer.weight, layer.bias):
                     noise = torch.rand(param.shape, generator=generator, dtype=dtype)
-                    param.copy_((2 * noise - 1) * bound)
+                    param.copy_((2 * noise - 1) * bound)  # PyTorch's default bounds
             if config.zero_init_output:
-                self.layers[-1].weight.zero_()
-                self.layers[-1].bias.zero_()
+                layers[-1].weight.zero_()
+                layers[-1].bias.zero_()
 
     def forward(self, z: Tensor) -> Tensor:
         h = positional_encoding(z, self.frequencies)
         for layer in self.layers[:-1]:
             h = nn.functional.leaky_relu(layer(h), 0.01)
-        return self.layers[-1](h).squeeze(-1)
+        out: Tensor = self.layers[-1](h)
+        return out.squeeze(-1)
 
 
 class SurrogateEstimator:
@@ -96,7 +98,7 @@ class SurrogateEstimator:
         for _ in range(self.fit_steps):
             self.optimizer.zero_grad(set_to_none=True)
             loss = nn.functional.mse_loss(self.model(inputs), targets)
-            loss.backward()
+            loss.backward()  # type: ignore[no-untyped-call]
             self.optimizer.step()
 
     def gradient(self, theta: Tensor) -> Tensor:
@@ -136,7 +138,7 @@ class ESEstimator:
         return self._gradient
 
     def state_dict(self) -> dict[str, Any]:
-        return {}
+        return {"gradient": self._gradient}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        self._gradient = None
+        self._gradient = state["gradient"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import math
 import os
@@ -13,7 +14,7 @@ import numpy as np
 import numpy.typing as npt
 import torch
 
-from ._config import ZeroGradsConfig
+from ._config import ZeroGradsConfig, is_integer
 from ._estimators import ESEstimator, GradientEstimator, SurrogateEstimator
 
 FloatArray = npt.NDArray[np.float64]
@@ -22,6 +23,7 @@ STATE_FORMAT = "zg_asktell.ZeroGrads/1"
 _ADAM_BETAS = (0.9, 0.999)
 _ADAM_EPS = 1e-8
 _SCALE_RATE = 0.1  # running average rate of the loss spread used to scale targets
+_FOREIGN = 2**62  # order of never-asked points: after every asked one
 
 
 @dataclass
@@ -31,6 +33,7 @@ class _Sample:
     z: npt.NDArray[Any]
     offset: npt.NDArray[Any]  # NaN for points the optimizer never asked
     sigma: float
+    order: int  # ask order (never-asked points after all asked ones): fixes the update's row order
 
 
 class ZeroGrads:
@@ -82,17 +85,20 @@ class ZeroGrads:
         _check_bounds(x0_array, self._lower, self._upper)
         self._x0 = x0_array
         self._scale = _initial_sigma(sigma, dim, self._lower, self._upper)
-        if budget is not None and (isinstance(budget, bool) or not isinstance(budget, int) or budget < 1):
+        if budget is not None and (not is_integer(budget) or budget < 1):
             raise ValueError(f"budget={budget!r} must be a positive integer or None")
-        self._budget = budget
-        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or seed < 0):
+        self._budget = None if budget is None else int(budget)
+        if seed is not None and (not is_integer(seed) or seed < 0):
             raise ValueError(f"seed={seed!r} must be a non-negative integer or None")
         self._generator = torch.Generator()
         if seed is None:
             self._generator.seed()
         else:
-            self._generator.manual_seed(seed)
-        self._device = torch.device(self._config.device)
+            self._generator.manual_seed(int(seed))
+        try:
+            self._device = torch.device(self._config.device)
+        except RuntimeError as error:
+            raise ValueError(f"device={self._config.device!r} is not a torch device: {error}") from error
         if self._device.type == "cuda" and not torch.cuda.is_available():
             raise ValueError(f"device={self._config.device!r} but torch sees no CUDA GPU; use 'cpu'")
         self._dtype = getattr(torch, self._config.dtype)
@@ -107,7 +113,16 @@ class ZeroGrads:
         self._pending: dict[bytes, list[_Sample]] = {}
         self._buffer: list[tuple[_Sample, float]] = []
         self._loss_scale: float | None = None
-        self._counters = {"asked": 0, "told": 0, "updates": 0, "failed": 0, "foreign": 0, "resets": 0, "adam_steps": 0}
+        self._counters = {
+            "asked": 0,
+            "told": 0,
+            "updates": 0,
+            "failed": 0,
+            "foreign": 0,
+            "resets": 0,
+            "adam_steps": 0,
+            "sampled": 0,
+        }
         self._best_x: FloatArray | None = None
         self._best_loss = math.inf
 
@@ -188,8 +203,9 @@ class ZeroGrads:
         """
         if n is None:
             n = self._config.batch_size
-        if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        if not is_integer(n) or n < 1:
             raise ValueError(f"n={n!r} must be a positive integer (candidates to ask)")
+        n = int(n)
         while len(self._queue) < n:
             self._queue.extend(self._sample_batch())
         rows = []
@@ -248,8 +264,7 @@ class ZeroGrads:
     def _clip_z(self, z: torch.Tensor) -> torch.Tensor:
         if self._z_lower is None and self._z_upper is None:
             return z
-        bound = lambda b: None if b is None else torch.as_tensor(b, dtype=z.dtype, device=z.device)  # noqa: E731
-        return torch.clamp(z, bound(self._z_lower), bound(self._z_upper))
+        return torch.clamp(z, _tensor_like(self._z_lower, z), _tensor_like(self._z_upper, z))
 
     def _sample_batch(self) -> list[tuple[FloatArray, _Sample]]:
         cfg = self._config
@@ -266,9 +281,14 @@ class ZeroGrads:
             jitter = torch.randn(inputs.shape, generator=self._generator, dtype=torch.float64)
             asked = self._clip_z(inputs + cfg.jitter * sigma * jitter)
         np_dtype = np.float32 if cfg.dtype == "float32" else np.float64
+        first = self._counters["sampled"]
+        self._counters["sampled"] += len(inputs)
         return [
-            (self._to_x(a.numpy()), _Sample(z.numpy().astype(np_dtype), u.numpy().astype(np_dtype), sigma))
-            for a, z, u in zip(asked, inputs, offsets)
+            (
+                self._to_x(a.numpy()),
+                _Sample(z.numpy().astype(np_dtype), u.numpy().astype(np_dtype), sigma, first + i),
+            )
+            for i, (a, z, u) in enumerate(zip(asked, inputs, offsets))
         ]
 
     def _record(self, x: FloatArray, loss: float) -> None:
@@ -281,7 +301,9 @@ class ZeroGrads:
             z = (x - self._x0) / self._scale
             np_dtype = np.float32 if self._config.dtype == "float32" else np.float64
             nan = np.full(self.dim, np.nan, dtype=np_dtype)
-            sample = _Sample(z.astype(np_dtype), nan, self._sigma_factor())
+            sample = _Sample(
+                z.astype(np_dtype), nan, self._sigma_factor(), _FOREIGN + self._counters["foreign"]
+            )
             self._counters["foreign"] += 1
         self._counters["told"] += 1
         if math.isfinite(loss):
@@ -292,6 +314,7 @@ class ZeroGrads:
         self._buffer.append((sample, loss))
 
     def _update(self, batch: list[tuple[_Sample, float]]) -> None:
+        batch = sorted(batch, key=lambda item: item[0].order)  # the same update whatever the tell order
         losses = np.array([loss for _, loss in batch])
         finite = np.isfinite(losses)
         if not finite.any():
@@ -309,11 +332,10 @@ class ZeroGrads:
                 else (1 - _SCALE_RATE) * self._loss_scale + _SCALE_RATE * spread
             )
         scale = self._loss_scale or 1.0
-        as_tensor = lambda a: torch.as_tensor(np.asarray(a), device=self._device, dtype=self._dtype)  # noqa: E731
-        inputs = as_tensor(np.stack([s.z for s, _ in batch]))
-        offsets = as_tensor(np.stack([s.offset for s, _ in batch]))
-        sigmas = as_tensor([s.sigma for s, _ in batch])
-        targets = as_tensor((losses - losses.mean()) / scale)
+        inputs = self._tensor(np.stack([s.z for s, _ in batch]))
+        offsets = self._tensor(np.stack([s.offset for s, _ in batch]))
+        sigmas = self._tensor(np.array([s.sigma for s, _ in batch]))
+        targets = self._tensor((losses - losses.mean()) / scale)
         fit_first = self._config.fit_before_step or self._config.estimator == "es"
         if fit_first:
             self._estimator.fit(inputs, offsets, sigmas, targets)
@@ -329,6 +351,9 @@ class ZeroGrads:
             self._estimator.fit(inputs, offsets, sigmas, targets)
         self._counters["updates"] += 1
         self._queue.clear()  # fresh candidates around the new theta
+
+    def _tensor(self, array: npt.NDArray[Any]) -> torch.Tensor:
+        return torch.as_tensor(array, device=self._device, dtype=self._dtype)
 
     def _adam_step(self, gradient: torch.Tensor) -> None:
         rho = self._config.gradient_averaging
@@ -351,32 +376,36 @@ class ZeroGrads:
 
     # -------------------------------------------------------------------- save/resume
     def state_dict(self) -> dict[str, Any]:
-        """Everything needed to resume exactly: tensors and plain values only."""
+        """Everything needed to resume exactly: tensors and plain values only (a copy)."""
 
         def samples(items: list[_Sample]) -> dict[str, torch.Tensor]:
             return {
                 "z": torch.as_tensor(np.stack([s.z for s in items])) if items else torch.zeros(0),
                 "offset": torch.as_tensor(np.stack([s.offset for s in items])) if items else torch.zeros(0),
                 "sigma": torch.tensor([s.sigma for s in items], dtype=torch.float64),
+                "order": torch.tensor([s.order for s in items], dtype=torch.int64),
             }
 
         pending = [(key, s) for key, items in self._pending.items() for s in items]
-        optional = lambda a: None if a is None else torch.as_tensor(a)  # noqa: E731
-        return {
+        state = {
             "format": STATE_FORMAT,
             "config": self._config.to_dict(),
             "budget": self._budget,
             "x0": torch.as_tensor(self._x0),
             "scale": torch.as_tensor(self._scale),
-            "lower": optional(self._lower),
-            "upper": optional(self._upper),
+            "lower": _tensor_or_none(self._lower),
+            "upper": _tensor_or_none(self._upper),
             "theta": self._theta.cpu(),
             "adam_m": self._adam_m.cpu(),
             "adam_v": self._adam_v.cpu(),
-            "gradient_average": optional(None if self._gradient_average is None else self._gradient_average.cpu()),
+            "gradient_average": _tensor_or_none(
+                None if self._gradient_average is None else self._gradient_average.cpu()
+            ),
             "estimator": self._estimator.state_dict(),
             "generator": self._generator.get_state(),
-            "queue_x": torch.as_tensor(np.stack([x for x, _ in self._queue])) if self._queue else torch.zeros(0),
+            "queue_x": torch.as_tensor(np.stack([x for x, _ in self._queue]))
+            if self._queue
+            else torch.zeros(0),
             "queue": samples([s for _, s in self._queue]),
             "pending_keys": [key for key, _ in pending],
             "pending": samples([s for _, s in pending]),
@@ -384,9 +413,10 @@ class ZeroGrads:
             "buffer_losses": torch.tensor([loss for _, loss in self._buffer], dtype=torch.float64),
             "loss_scale": self._loss_scale,
             "counters": dict(self._counters),
-            "best_x": optional(self._best_x),
+            "best_x": _tensor_or_none(self._best_x),
             "best_loss": self._best_loss,
         }
+        return copy.deepcopy(state)
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore a :meth:`state_dict`; the object must have the same dimension."""
@@ -411,34 +441,33 @@ class ZeroGrads:
                 f"not a ZeroGrads state (expected format {STATE_FORMAT!r}); "
                 "pass what ZeroGrads.state_dict() returned"
             )
+        state = copy.deepcopy(state)  # the new optimizer must not share tensors with the caller
         config = ZeroGradsConfig.from_dict(state["config"])
         if device is not None:
             config = config.replace(device=device)
-        numpy = lambda t: None if t is None else t.numpy().copy()  # noqa: E731
         opt = cls(
-            numpy(state["x0"]),
-            numpy(state["scale"]),
-            lower=numpy(state["lower"]),
-            upper=numpy(state["upper"]),
+            state["x0"].numpy(),
+            state["scale"].numpy(),
+            lower=_array_or_none(state["lower"]),
+            upper=_array_or_none(state["upper"]),
             budget=state["budget"],
             config=config,
             seed=0,
         )
-        to_device = lambda t: t.to(device=opt._device, dtype=opt._dtype)  # noqa: E731
-        opt._theta = to_device(state["theta"])
-        opt._adam_m = to_device(state["adam_m"])
-        opt._adam_v = to_device(state["adam_v"])
+        opt._theta = state["theta"].to(opt._device, opt._dtype)
+        opt._adam_m = state["adam_m"].to(opt._device, opt._dtype)
+        opt._adam_v = state["adam_v"].to(opt._device, opt._dtype)
         if state["gradient_average"] is not None:
-            opt._gradient_average = to_device(state["gradient_average"])
+            opt._gradient_average = state["gradient_average"].to(opt._device, opt._dtype)
         opt._estimator.load_state_dict(state["estimator"])
         opt._generator.set_state(state["generator"])
-        opt._queue = list(zip(numpy(state["queue_x"]), _unpack(state["queue"])))
+        opt._queue = list(zip(state["queue_x"].numpy(), _unpack(state["queue"])))
         for key, sample in zip(state["pending_keys"], _unpack(state["pending"])):
             opt._pending.setdefault(key, []).append(sample)
         opt._buffer = list(zip(_unpack(state["buffer"]), state["buffer_losses"].tolist()))
         opt._loss_scale = state["loss_scale"]
         opt._counters = dict(state["counters"])
-        opt._best_x = numpy(state["best_x"])
+        opt._best_x = _array_or_none(state["best_x"])
         opt._best_loss = float(state["best_loss"])
         return opt
 
@@ -458,13 +487,25 @@ class ZeroGrads:
         return cls.from_state_dict(state, device=device)
 
 
+def _tensor_like(array: npt.NDArray[Any] | None, like: torch.Tensor) -> torch.Tensor | None:
+    return None if array is None else torch.as_tensor(array, dtype=like.dtype, device=like.device)
+
+
+def _tensor_or_none(value: npt.NDArray[Any] | torch.Tensor | None) -> torch.Tensor | None:
+    return None if value is None else torch.as_tensor(value)
+
+
+def _array_or_none(tensor: torch.Tensor | None) -> FloatArray | None:
+    return None if tensor is None else tensor.numpy().copy()
+
+
 def _unpack(tensors: dict[str, torch.Tensor]) -> list[_Sample]:
     sigmas = tensors["sigma"].tolist()
     if not sigmas:
         return []
     return [
-        _Sample(z.numpy().copy(), u.numpy().copy(), s)
-        for z, u, s in zip(tensors["z"], tensors["offset"], sigmas)
+        _Sample(z.numpy().copy(), u.numpy().copy(), s, o)
+        for z, u, s, o in zip(tensors["z"], tensors["offset"], sigmas, tensors["order"].tolist())
     ]
 
 
@@ -478,7 +519,7 @@ def _numeric(value: object) -> bool:
         array = np.asarray(value)
     except (ValueError, TypeError):
         return False
-    return array.dtype.kind in "biuf"
+    return array.dtype.kind in "iuf"
 
 
 def _losses(losses: object, n: int) -> list[float]:

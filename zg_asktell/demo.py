@@ -43,7 +43,11 @@ def _progress(total: int, label: str) -> Callable[[int, float], None]:
 
 def run_zerograds(problem: DiscRaster, budget: int, seed: int, preset_name: str, label: str) -> DemoResult:
     opt = ZeroGrads(
-        problem.x0, lower=problem.lower, upper=problem.upper, budget=budget, seed=seed,
+        problem.x0,
+        lower=problem.lower,
+        upper=problem.upper,
+        budget=budget,
+        seed=seed,
         config=preset(preset_name),
     )
     progress, curve, start = _progress(budget, label), [], time.perf_counter()
@@ -101,8 +105,10 @@ def write_figure(problem: DiscRaster, results: list[DemoResult], batch_size: int
 def main(budget: int = 10000, discs: int = 40, seed: int = 0, out: str = "demo.png") -> list[DemoResult]:
     problem = DiscRaster.make(discs, seed=seed)
     batch_size = preset("default").batch_size
-    print(f"Fitting {discs} hard-edged discs ({problem.dim} parameters) to a {problem.size}x{problem.size} "
-          f"target; budget {budget} evaluations, batches of {batch_size}. Start loss {problem(problem.x0):.5f}.")
+    print(
+        f"Fitting {discs} hard-edged discs ({problem.dim} parameters) to a {problem.size}x{problem.size} "
+        f"target; budget {budget} evaluations, batches of {batch_size}. Start loss {problem(problem.x0):.5f}."
+    )
     results = [
         run_zerograds(problem, budget, seed, "default", "ZeroGrads"),
         run_zerograds(problem, budget, seed, "es", "ES"),
@@ -115,8 +121,10 @@ def main(budget: int = 10000, discs: int = 40, seed: int = 0, out: str = "demo.p
     print("\n| optimizer | final loss | vs ZeroGrads | seconds |\n|---|---|---|---|")
     for r in results:
         print(f"| {r.name} | {r.loss:.5f} | {r.loss / reference:.2f}x | {r.seconds:.1f} |")
-    print("\nES is ZeroGrads' own ablation (same sampling, schedule and step, no surrogate);"
-          " see docs/surrogate.md for when each wins.")
+    print(
+        "\nES is ZeroGrads' own ablation (same sampling, schedule and step, no surrogate);"
+        " see docs/surrogate.md for when each wins."
+    )
     try:
         write_figure(problem, results, batch_size, Path(out))
         print(f"Wrote {out}")

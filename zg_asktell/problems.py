@@ -110,7 +110,7 @@ class DiscRaster(Problem):
         inside = dx**2 + dy**2 < (0.3 * discs[:, 2, None, None]) ** 2
         top = len(discs) - 1 - np.argmax(inside[::-1], axis=0)
         image = discs[top, 3:]
-        return np.where(inside.any(axis=0)[..., None], image, 0.0)
+        return np.where(np.any(inside, axis=0)[..., None], image, 0.0)
 
     def __call__(self, x: npt.ArrayLike) -> float:
         return float(np.mean((self.render(x) - self.target) ** 2))
@@ -128,14 +128,17 @@ class PosterizedTexture(Problem):
     levels: int = 8
 
     @classmethod
-    def make(cls, height: int, width: int, channels: int = 3, seed: int = 0, levels: int = 8) -> PosterizedTexture:
+    def make(
+        cls, height: int, width: int, channels: int = 3, seed: int = 0, levels: int = 8
+    ) -> PosterizedTexture:
         rng = np.random.default_rng(seed)
         yy, xx = np.meshgrid(np.linspace(0, 1, height), np.linspace(0, 1, width), indexing="ij")
         phases = rng.uniform(0, 2 * np.pi, (channels, 3))
         freqs = rng.uniform(1, 4, (channels, 3))
         target = np.stack(
             [
-                0.5 + 0.25 * np.sin(2 * np.pi * f[0] * xx + p[0]) * np.cos(2 * np.pi * f[1] * yy + p[1])
+                0.5
+                + 0.25 * np.sin(2 * np.pi * f[0] * xx + p[0]) * np.cos(2 * np.pi * f[1] * yy + p[1])
                 + 0.2 * np.sin(2 * np.pi * f[2] * (xx + yy) + p[2])
                 for f, p in zip(freqs, phases)
             ],
