@@ -1,0 +1,784 @@
+"""Benchmark harness: ``python -m bench.run --preset quick|full``.
+
+Every (problem, optimizer, seed, budget) run is a fresh process (a forkserver with the
+heavy imports preloaded, at most 2 at a time) with one BLAS/torch thread, a wall-clock cap
+and a cap on the address space it may add; a run that fails (memory, time, exception) is
+recorded with its reason. Prints Markdown tables and writes ``results.json`` and PNG
+figures into ``--out``; ``--write-docs`` also refreshes ``docs/benchmarks.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import multiprocessing
+import os
+import platform
+import resource
+import signal
+import sys
+import time
+import warnings
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+import numpy as np
+
+from .peers import ES_ABLATION, OPTIMIZERS, OURS, Setting, make_peer
+from .problems import FAMILIES, initial_sigma, make_problem
+
+ROOT = Path(__file__).resolve().parent.parent
+DOCS = ROOT / "docs" / "benchmarks.md"
+MAX_WORKERS = 2
+PRELOAD = ["bench._preload"]
+THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
+CURVE_POINTS = 12
+FULL_ESTIMATE = (
+    "roughly 30-60 CPU-hours, i.e. 15-30 hours on 2 cores (extrapolated from the quick run, "
+    "64-evaluation probes at the largest dimensions and `bench.scaling`), dominated by ZeroGrads' "
+    "surrogate at d = 196,608 (~0.2 s of optimizer time per evaluation, ~1.6 h per 30,000-evaluation "
+    "run) and NGOpt's meta-model at d ~ 10,000 (~0.15 s per evaluation)"
+)
+
+
+@dataclass(frozen=True)
+class Preset:
+    problems: dict[str, tuple[int, ...]]  # family -> dimensions
+    budgets: tuple[int, ...]
+    seeds: int
+    time_cap_s: float
+    memory_cap_gb: float  # address space a run may add on top of its imports
+
+
+PRESETS = {
+    "quick": Preset(
+        problems={
+            "sphere": (10,),
+            "rosenbrock": (10,),
+            "ellipsoid": (10,),
+            "quantized-quadratic": (10,),
+            "integer": (10,),
+            "disc-raster": (12,),
+            "texture": (192,),
+            "step-net": (160,),
+            "lander": (10,),
+        },
+        budgets=(320, 960),
+        seeds=3,
+        time_cap_s=60.0,
+        memory_cap_gb=2.0,
+    ),
+    "full": Preset(
+        problems={
+            "sphere": (10, 100, 1000, 10000),
+            "rosenbrock": (10, 100, 1000),
+            "ellipsoid": (10, 100, 1000),
+            "quantized-quadratic": (10, 100, 1000, 10000),
+            "integer": (10, 100, 1000),
+            "disc-raster": (12, 60, 300),
+            "texture": (192, 3072, 49152, 196608),
+            "step-net": (160, 610, 2410, 9610),
+            "lander": (10, 100, 1000, 20000),
+        },
+        budgets=(3000, 30000),
+        seeds=3,
+        time_cap_s=3 * 3600.0,  # ZeroGrads at d = 196,608 needs ~1.6 h for 30,000 evaluations
+        memory_cap_gb=8.0,
+    ),
+}
+
+
+@dataclass(frozen=True)
+class Task:
+    family: str
+    dim: int
+    optimizer: str
+    seed: int
+    budget: int
+    batch: int
+    time_cap_s: float
+    memory_cap_gb: float
+
+    @property
+    def instance(self) -> str:
+        return f"{self.family}-{self.dim}"
+
+
+@dataclass
+class RunResult:
+    task: Task
+    loss: float | None = None  # the final recommendation's loss; None if the run failed
+    failure: str | None = None
+    evaluations: int = 0
+    curve: list[tuple[int, float]] = field(default_factory=list)  # (evaluations, loss of recommendation)
+    optimizer_seconds: float = 0.0  # inside ask/tell (and construction), black box excluded
+    evaluation_seconds: float = 0.0
+    peak_memory_mb: float | None = None  # peak RSS growth during the run
+    note: str = ""
+
+
+# ------------------------------------------------------------------ isolation helpers
+class RunTimeout(BaseException):
+    """Raised by SIGALRM; a BaseException so that no library's ``except Exception`` eats it."""
+
+
+def _status_kb(key: str) -> int | None:
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith(key + ":"):
+                return int(line.split()[1])
+    except OSError:
+        pass
+    return None
+
+
+class PeakMemory:
+    """Peak resident-set growth from construction on, library code paged in excluded.
+
+    Linux: the high-water mark VmHWM is reset through ``/proc/self/clear_refs``; the growth
+    of file-backed pages (shared libraries touched for the first time) is subtracted.
+    """
+
+    def __init__(self) -> None:
+        self.baseline_kb = _status_kb("VmRSS") or 0
+        self.file_kb = _status_kb("RssFile") or 0
+        try:
+            Path("/proc/self/clear_refs").write_text("5")
+            self.reset = True
+        except OSError:
+            self.reset = False
+
+    def megabytes(self) -> float:
+        peak_kb = _status_kb("VmHWM") if self.reset else None
+        if peak_kb is None:
+            peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        paged_in_kb = (_status_kb("RssFile") or 0) - self.file_kb
+        return max(0, peak_kb - self.baseline_kb - paged_in_kb) / 1024
+
+
+def _raise_timeout(signum: int, frame: object) -> None:
+    raise RunTimeout
+
+
+@contextmanager
+def limits(time_cap_s: float, memory_cap_gb: float) -> Iterator[None]:
+    """One torch thread, warnings off, a wall-clock alarm, address-space and CPU-time limits."""
+    import torch
+
+    torch.set_num_threads(1)
+    warnings.simplefilter("ignore")
+    mapped_kb = _status_kb("VmSize")
+    if mapped_kb is not None:
+        cap = mapped_kb * 1024 + int(memory_cap_gb * 2**30)
+        resource.setrlimit(resource.RLIMIT_AS, (cap, cap))
+    cpu = int(time_cap_s) + 60  # SIGXCPU kills a run stuck where the alarm cannot interrupt it
+    resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu + 10))
+    signal.signal(signal.SIGALRM, _raise_timeout)
+    signal.alarm(max(1, math.ceil(time_cap_s)))
+    try:
+        yield
+    finally:
+        signal.alarm(0)
+
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+def execute(
+    function: Callable[[T], R],
+    tasks: Sequence[T],
+    workers: int,
+    died: Callable[[T], R],
+    done: Callable[[R], None] = lambda result: None,
+) -> list[R]:
+    """``function`` on every task, each in a fresh process, ``workers`` at a time.
+
+    A process that dies (killed by a limit, crashed) breaks the pool for every run in
+    flight: those are retried one at a time, and a run that dies alone gets ``died(task)``.
+    """
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload(PRELOAD)
+    results: list[R] = []
+    queue, broken = list(tasks), list[T]()
+    with ProcessPoolExecutor(workers, mp_context=context, max_tasks_per_child=1) as pool:
+        running: dict[Future[R], T] = {}
+        while queue or running:
+            while queue and not broken and len(running) < workers:
+                task = queue.pop(0)
+                running[pool.submit(function, task)] = task
+            if not running:
+                break
+            finished, _ = wait(running, return_when=FIRST_COMPLETED)
+            for future in finished:
+                task = running.pop(future)
+                try:
+                    results.append(future.result())
+                except BrokenProcessPool:
+                    broken.append(task)
+                    continue
+                done(results[-1])
+    if workers == 1 and broken:  # it ran alone: it is the one that died
+        results.append(died(broken[0]))
+        done(results[-1])
+    else:
+        for task in broken:
+            results += execute(function, [task], 1, died, done)
+    if queue:
+        results += execute(function, queue, workers, died, done)
+    return results
+
+
+# ----------------------------------------------------------------------- one run
+def checkpoints(budget: int, batch: int) -> list[int]:
+    """Evaluation counts (ends of batches) where the recommendation is scored."""
+    marks = {min(budget, math.ceil(p / batch) * batch) for p in np.geomspace(batch, budget, CURVE_POINTS)}
+    return sorted(marks | {budget})
+
+
+def _failure(error: BaseException, task: Task, evaluations: int) -> str:
+    if isinstance(error, RunTimeout):
+        return f"time cap {task.time_cap_s:g} s after {evaluations} evaluations"
+    text = str(error).strip().splitlines()[0][:120] if str(error).strip() else ""
+    if isinstance(error, MemoryError) or "allocate" in text.lower() or "memory" in text.lower():
+        return (
+            f"memory cap {task.memory_cap_gb:g} GiB after {evaluations} evaluations ({type(error).__name__})"
+        )
+    return f"{type(error).__name__}: {text} (after {evaluations} evaluations)"
+
+
+def run_task(task: Task) -> RunResult:
+    """One optimizer on one problem for one budget (in a worker process)."""
+    result = RunResult(task)
+    problem = make_problem(task.family, task.dim)
+    setting = Setting(problem, initial_sigma(problem), task.budget, task.batch, task.seed)
+    marks = checkpoints(task.budget, task.batch)
+    memory = PeakMemory()
+    try:
+        with limits(task.time_cap_s, task.memory_cap_gb):
+            clock = time.perf_counter()
+            peer = make_peer(task.optimizer, setting)
+            result.optimizer_seconds = time.perf_counter() - clock
+            while result.evaluations < task.budget:
+                n = min(peer.batch, task.budget - result.evaluations)
+                clock = time.perf_counter()
+                X = peer.ask(n)
+                asked = time.perf_counter()
+                losses = np.array([problem(x) for x in X])
+                evaluated = time.perf_counter()
+                peer.tell(X, losses)
+                result.optimizer_seconds += (asked - clock) + (time.perf_counter() - evaluated)
+                result.evaluation_seconds += evaluated - asked
+                result.evaluations += n
+                while marks and result.evaluations >= marks[0]:
+                    result.curve.append((marks.pop(0), problem(peer.recommend())))
+            result.loss = result.curve[-1][1]
+            result.note = peer.note
+    except (Exception, RunTimeout) as error:
+        result.failure = _failure(error, task, result.evaluations)
+    result.peak_memory_mb = memory.megabytes()
+    return result
+
+
+def _died(task: Task) -> RunResult:
+    return RunResult(task, failure="worker process died (killed by the CPU/memory limit or crashed)")
+
+
+# ------------------------------------------------------------------- aggregation
+@dataclass
+class Cell:
+    """One optimizer on one problem instance at one budget, over seeds."""
+
+    losses: list[float] = field(default_factory=list)
+    failures: list[str] = field(default_factory=list)
+    us_per_eval: list[float] = field(default_factory=list)
+    memory_mb: list[float] = field(default_factory=list)
+    notes: set[str] = field(default_factory=set)
+
+    @property
+    def median(self) -> float | None:
+        return float(np.median(self.losses)) if self.losses else None
+
+    def status(self) -> str:
+        parts = sorted(self.notes - {""})
+        if self.failures:
+            runs = len(self.failures) + len(self.losses)
+            parts.append(f"{len(self.failures)}/{runs} failed: " + "; ".join(sorted(set(self.failures))))
+        return "; ".join(parts)
+
+
+Table = dict[tuple[str, int, str], Cell]  # (instance, budget, optimizer) -> Cell
+
+
+def aggregate(results: Sequence[RunResult]) -> Table:
+    cells: Table = {}
+    for r in results:
+        cell = cells.setdefault((r.task.instance, r.task.budget, r.task.optimizer), Cell())
+        if r.failure is None and r.loss is not None:
+            cell.losses.append(r.loss)
+            cell.us_per_eval.append(1e6 * r.optimizer_seconds / max(r.evaluations, 1))
+        else:
+            cell.failures.append(r.failure or "no result")
+        if r.peak_memory_mb is not None:
+            cell.memory_mb.append(r.peak_memory_mb)
+        cell.notes.add(r.note)
+    return cells
+
+
+def _ratio(value: float | None, reference: float | None) -> str:
+    if value is None or reference is None:
+        return "–"
+    if reference == 0:
+        return "1.00x" if value == 0 else "inf"
+    ratio = value / reference
+    return f"{ratio:.0f}x" if ratio >= 100 else f"{ratio:.2f}x"
+
+
+def _number(value: float | None) -> str:
+    return "–" if value is None else f"{value:.3g}"
+
+
+def _cell(cells: Table, instance: str, budget: int, name: str) -> Cell:
+    return cells.get((instance, budget, name), Cell())
+
+
+def best(cells: Table, instance: str, budget: int, names: Sequence[str]) -> tuple[str, float | None]:
+    """The optimizer among ``names`` with the lowest median and that median ("–", None if none)."""
+    medians = [(m, n) for n in names if (m := _cell(cells, instance, budget, n).median) is not None]
+    return (min(medians)[1], min(medians)[0]) if medians else ("–", None)
+
+
+def summary_table(cells: Table, instances: Sequence[str], budget: int, optimizers: Sequence[str]) -> str:
+    peers = [name for name in optimizers if name not in OURS]
+    lines = [
+        f"**Budget {budget}** — median loss of the final recommendation over seeds; "
+        "ratios < 1 mean ZeroGrads is better.",
+        "",
+        "| problem | best peer | best peer loss | ZeroGrads loss | ZeroGrads vs best peer "
+        "| ZeroGrads vs ES ablation | best overall |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for instance in instances:
+        ours = _cell(cells, instance, budget, "ZeroGrads").median
+        ablation = _cell(cells, instance, budget, ES_ABLATION).median
+        peer, peer_loss = best(cells, instance, budget, peers)
+        columns = [instance, peer, _number(peer_loss), _number(ours), _ratio(ours, peer_loss)]
+        columns += [_ratio(ours, ablation), best(cells, instance, budget, optimizers)[0]]
+        lines.append("| " + " | ".join(columns) + " |")
+    return "\n".join(lines)
+
+
+def detail_table(cells: Table, instance: str, budgets: Sequence[int], optimizers: Sequence[str]) -> str:
+    peers = [name for name in optimizers if name not in OURS]
+    header = "| optimizer | " + " | ".join(f"{b}: median [min – max] | {b}: vs best peer" for b in budgets)
+    header += " | µs/eval (optimizer) | peak MB | note |"
+    lines = [f"**{instance}**", "", header, "|---" * (2 * len(budgets) + 4) + "|"]
+    last = budgets[-1]
+    for name in optimizers:
+        row = [name]
+        for budget in budgets:
+            cell = _cell(cells, instance, budget, name)
+            spread = f" [{min(cell.losses):.3g} – {max(cell.losses):.3g}]" if cell.losses else ""
+            row += [
+                _number(cell.median) + spread,
+                _ratio(cell.median, best(cells, instance, budget, peers)[1]),
+            ]
+        cell = _cell(cells, instance, last, name)
+        row.append(f"{np.median(cell.us_per_eval):.0f}" if cell.us_per_eval else "–")
+        memory = float(np.median(cell.memory_mb)) if cell.memory_mb else None
+        row.append("–" if memory is None else f"{memory:.1f}" if memory < 10 else f"{memory:.0f}")
+        statuses = {b: _cell(cells, instance, b, name).status() for b in budgets}
+        if len(set(statuses.values())) == 1:
+            row.append(statuses[last])
+        else:
+            row.append("; ".join(f"{b}: {status}" for b, status in statuses.items() if status))
+        lines.append("| " + " | ".join(row) + " |")
+    return "\n".join(lines)
+
+
+# ---------------------------------------------------------------------- figures
+def _colour(name: str) -> Any:
+    import matplotlib
+
+    return matplotlib.colormaps["tab20"](list(OPTIMIZERS).index(name) % 20)
+
+
+def _loss_scale(ax: Any, which: str, values: Sequence[float]) -> None:
+    """Log scale on axis ``which`` for positive losses (symlog when some are 0)."""
+    from matplotlib import ticker
+
+    positive = [v for v in values if v > 0]
+    set_scale, axis = getattr(ax, f"set_{which}scale"), getattr(ax, f"{which}axis")
+    if positive and len(positive) == len(values):
+        set_scale("log")
+        axis.set_major_locator(ticker.LogLocator(subs=(1.0, 2.0, 5.0)))
+        axis.set_minor_formatter(ticker.NullFormatter())
+    elif positive:
+        set_scale("symlog", linthresh=min(positive))
+
+
+def plot_curves(results: Sequence[RunResult], instance: str, optimizers: Sequence[str], path: Path) -> None:
+    import matplotlib.pyplot as plt
+
+    budget = max(r.task.budget for r in results if r.task.instance == instance)
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    plotted: list[float] = []
+    for name in optimizers:
+        key = (instance, budget, name)
+        curves = [
+            r.curve
+            for r in results
+            if (r.task.instance, r.task.budget, r.task.optimizer) == key and r.failure is None and r.curve
+        ]
+        if not curves:
+            continue
+        evals = [e for e, _ in curves[0]]
+        values = np.array([[v for _, v in c] for c in curves])
+        style = "-" if name in OURS else "--"
+        ax.plot(evals, np.median(values, axis=0), style, color=_colour(name), label=name)
+        ax.fill_between(evals, values.min(axis=0), values.max(axis=0), color=_colour(name), alpha=0.15)
+        plotted += values.ravel().tolist()
+    _loss_scale(ax, "y", plotted)
+    ax.set(
+        xscale="log",
+        xlabel="evaluations",
+        ylabel="loss of the recommendation",
+        title=f"{instance}: median and min–max over seeds (budget {budget})",
+    )
+    ax.legend(fontsize=7, ncol=2)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def plot_finals(
+    cells: Table, instances: Sequence[str], budget: int, optimizers: Sequence[str], path: Path
+) -> None:
+    import matplotlib.pyplot as plt
+
+    columns = min(3, len(instances))
+    rows = math.ceil(len(instances) / columns)
+    fig, axes = plt.subplots(
+        rows, columns, figsize=(4.2 * columns, 0.28 * len(optimizers) * rows + 1.2), squeeze=False
+    )
+    for ax, instance in zip(axes.ravel(), instances):
+        shown: list[float] = []
+        for y, name in enumerate(optimizers):
+            cell = _cell(cells, instance, budget, name)
+            if cell.median is None:
+                ax.text(
+                    0.02,
+                    y,
+                    "failed",
+                    transform=ax.get_yaxis_transform(),
+                    fontsize=7,
+                    va="center",
+                    color="red",
+                )
+                continue
+            low, high = min(cell.losses), max(cell.losses)
+            error = [[cell.median - low], [high - cell.median]]
+            marker = "o" if name in OURS else "s"
+            ax.errorbar(cell.median, y, xerr=error, fmt=marker, color=_colour(name), ms=4, capsize=2)
+            shown += cell.losses
+        ax.set_yticks(range(len(optimizers)), optimizers, fontsize=7)
+        ax.invert_yaxis()
+        ax.set_title(instance, fontsize=9)
+        _loss_scale(ax, "x", shown)
+        ax.tick_params(labelsize=7)
+    for ax in axes.ravel()[len(instances) :]:
+        ax.axis("off")
+    fig.suptitle(f"Final loss at budget {budget}: median, min–max over seeds", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+# ------------------------------------------------------------------- report/docs
+def machine() -> str:
+    model = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    pages = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    return f"{os.cpu_count()}-core CPU ({model}), {pages / 2**30:.0f} GiB RAM, {platform.system()}"
+
+
+def versions() -> str:
+    import cma
+    import nevergrad
+    import torch
+
+    import zg_asktell
+
+    return (
+        f"Python {platform.python_version()}, numpy {np.__version__}, torch {torch.__version__}, "
+        f"nevergrad {nevergrad.__version__}, cma {cma.__version__}, zg_asktell {zg_asktell.__version__}"
+    )
+
+
+def report(data: dict[str, Any], results: Sequence[RunResult]) -> str:
+    """Markdown: summary per budget, then one table per problem instance."""
+    optimizers = [n for n in OPTIMIZERS if any(r.task.optimizer == n for r in results)]
+    instances = list(dict.fromkeys(r.task.instance for r in results))
+    budgets = sorted({r.task.budget for r in results})
+    cells = aggregate(results)
+    parts = ["### Summary", ""]
+    parts += [summary_table(cells, instances, b, optimizers) + "\n" for b in budgets]
+    parts += ["### Per problem", ""]
+    parts += [detail_table(cells, i, budgets, optimizers) + "\n" for i in instances]
+    failed = sum(r.failure is not None for r in results)
+    parts.append(f"{len(results)} runs, {failed} failed; wall time {data['wall_seconds']:.0f} s.")
+    return "\n".join(parts)
+
+
+def write_figures(results: Sequence[RunResult], out: Path) -> list[Path]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    optimizers = [n for n in OPTIMIZERS if any(r.task.optimizer == n for r in results)]
+    instances = list(dict.fromkeys(r.task.instance for r in results))
+    cells = aggregate(results)
+    paths = []
+    for instance in instances:
+        paths.append(out / f"curves_{instance}.png")
+        plot_curves(results, instance, optimizers, paths[-1])
+    for budget in sorted({r.task.budget for r in results}):
+        paths.append(out / f"final_{budget}.png")
+        plot_finals(cells, instances, budget, optimizers, paths[-1])
+    return paths
+
+
+def write_docs(data: dict[str, Any], results: Sequence[RunResult], out: Path) -> None:
+    status = (
+        f"> Results of the `full` preset, run {data['started']}."
+        if data["preset"] == "full"
+        else "> **Status: the full run is pending.** The numbers below come from the "
+        f"`{data['preset']}` preset (small dimensions, tiny budgets, a shared 2-core machine): they "
+        "check the harness and hint at trends; they do not decide defaults. The full run "
+        f"(`python -m bench.run --preset full --write-docs`) takes {FULL_ESTIMATE}."
+    )
+    full = PRESETS["full"]
+    full_instances = sum(len(dims) for dims in full.problems.values())
+    full_runs = full_instances * len(OPTIMIZERS) * full.seeds * len(full.budgets)
+    from .scaling import DEFAULT_OUT, markdown
+
+    scaling_json = DEFAULT_OUT / "scaling.json"
+    scaling = (
+        markdown(json.loads(scaling_json.read_text()))
+        if scaling_json.exists()
+        else "Not run yet: `python -m bench.scaling`."
+    )
+    shown_out = out.resolve().relative_to(ROOT) if out.resolve().is_relative_to(ROOT) else out
+
+    text = f"""# Benchmarks
+
+{status}
+
+- Command: `{data["command"]}`
+- Machine: {data["machine"]}
+- Software: {data["versions"]}
+- Settings: batch size {data["batch"]} for every optimizer (Nevergrad `num_workers`, pycma population,
+  ZeroGrads `batch_size`); budgets {", ".join(map(str, data["budgets"]))} evaluations; {data["seeds"]} seeds;
+  a run is capped at {data["time_cap_s"]:g} s wall clock and {data["memory_cap_gb"]:g} GiB of added
+  address space.
+- Wall time: {data["wall_seconds"]:.0f} s.
+- Raw results and figures (`results.json`, `curves_<problem>.png`, `final_<budget>.png`):
+  `{shown_out}` (not committed; rerun the command).
+
+## What is measured
+
+Each run starts from the problem's `x0` with initial width `sigma` = 0.1 x box width for every
+optimizer, asks and tells whole batches, and at {CURVE_POINTS} checkpoints scores the optimizer's
+*recommendation* (ZeroGrads: best point by default, its `reference` preset and PRDPT: the mean;
+Nevergrad: `provide_recommendation()`; sep-CMA: `xbest`). The tables give the median and min–max of
+the final recommendation's loss over seeds; "vs best peer" divides a median by the best median among
+the peers (every optimizer except ZeroGrads and its ablations), "ZeroGrads vs ES ablation" divides
+ZeroGrads' median by that of preset `es` (same sampling, schedule and step, no surrogate). µs/eval is
+the optimizer's own time (construction, ask, tell) per evaluation with the black box excluded, peak MB
+the resident-set growth during the run (library code paged in excluded); both are medians over seeds
+at the largest budget, measured with two runs in parallel on a shared machine, so treat them as
+orders of magnitude. A run that fails (time cap, memory cap, exception) is listed with its reason.
+
+Problems (`bench/problems.py`; instance seed 0, optimizer seeds 0..{data["seeds"] - 1}):
+{_problem_list()}
+
+Optimizers (`bench/peers.py`): ZeroGrads presets `default` (ZeroGrads), `reference` (ZG-reference,
+the paper's settings except the shared batch size), `es` and `es-averaged` (ablations); PRDPT (our
+implementation: antithetic Gaussian-smoothing gradient, Adam step 0.1 sigma, sigma held for half the
+budget then decayed linearly to 0.1 of its start); sep-CMA (pycma, `CMA_diagonal=True`); Nevergrad
+CMA (DiagonalCMA from d >= 2000), SPSA, TBPSA, NGOpt, OnePlusOne, RandomSearch.
+
+Known peer limitations in this environment: Nevergrad runs use CSA step-size adaptation at every
+dimension (pycma 4 switches to TPA from d >= 300, which Nevergrad 1.0.12's batched CMA wrapper
+breaks with "Mean shift samples are expected but missing"); SPSA refuses parallel workers and runs
+sequentially; NGOpt's MetaModel calls `float()` on a one-element array, which NumPy 2.4 rejects
+(`TypeError: only 0-dimensional arrays ...`), and at large d NGOpt picks optimizers that exceed
+the memory cap: those runs are listed as failed.
+
+## Results
+
+{report(data, results)}
+
+## Scaling of ZeroGrads (default preset)
+
+{scaling}
+
+## Reproducing
+
+- Quick (about a minute on 2 cores): `python -m bench.run --preset quick --write-docs`
+  (also run by `tests/test_bench_quick.py`, marked slow).
+- Full: `python -m bench.run --preset full --write-docs` — {full_runs} runs ({len(full.budgets)} budgets
+  x {full.seeds} seeds x {len(OPTIMIZERS)} optimizers x {full_instances} problem instances up to
+  d = 196,608), each capped at {full.time_cap_s:g} s and {full.memory_cap_gb:g} GiB; {FULL_ESTIMATE}.
+- Scaling: `python -m bench.scaling` (time and memory per ask/tell, d = 100 .. 200,000).
+- Subsets: `--problems sphere lander:1000 --optimizers ZeroGrads CMA --seeds 5 --budgets 1000`;
+  `--from-results` re-renders tables, figures and docs from `results.json` without running.
+"""
+    DOCS.parent.mkdir(parents=True, exist_ok=True)
+    DOCS.write_text(text)
+
+
+def _problem_list() -> str:
+    return "\n".join(
+        f"- `{name}` ({'smooth control' if family.smooth else 'non-differentiable'}): {family.summary}"
+        for name, family in FAMILIES.items()
+    )
+
+
+# ---------------------------------------------------------------------------- CLI
+def build_tasks(args: argparse.Namespace, preset: Preset) -> list[Task]:
+    instances: list[tuple[str, int]] = []
+    for token in args.problems or list(preset.problems):
+        family, _, dim = token.partition(":")
+        if family not in FAMILIES or (dim and not dim.isdigit()):
+            raise SystemExit(
+                f"bad problem {token!r}: use FAMILY or FAMILY:DIM with FAMILY in {list(FAMILIES)}"
+            )
+        instances += [(family, int(dim))] if dim else [(family, d) for d in preset.problems[family]]
+    instances = list(dict.fromkeys(instances))
+    for name in args.optimizers or []:
+        if name not in OPTIMIZERS:
+            raise SystemExit(f"unknown optimizer {name!r}; choose from {list(OPTIMIZERS)}")
+    tasks = [
+        Task(
+            family,
+            dim,
+            name,
+            seed,
+            budget,
+            args.batch,
+            args.time_cap or preset.time_cap_s,
+            args.memory_cap or preset.memory_cap_gb,
+        )
+        for family, dim in instances
+        for name in args.optimizers or list(OPTIMIZERS)
+        for seed in range(args.seeds or preset.seeds)
+        for budget in args.budgets or preset.budgets
+    ]
+    for family, dim in instances:
+        try:
+            make_problem(family, dim)  # fail early on a dimension the family cannot take
+        except ValueError as error:
+            raise SystemExit(str(error)) from None
+    return sorted(tasks, key=lambda t: (-t.budget * math.log(t.dim + 1), t.instance, t.optimizer, t.seed))
+
+
+def parse(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__.splitlines()[0])
+    parser.add_argument("--preset", choices=sorted(PRESETS), default="quick")
+    parser.add_argument(
+        "--problems",
+        nargs="+",
+        metavar="FAMILY[:DIM]",
+        help=f"families ({', '.join(FAMILIES)}), optionally with one dimension",
+    )
+    parser.add_argument("--optimizers", nargs="+", metavar="NAME", help=", ".join(OPTIMIZERS))
+    parser.add_argument("--seeds", type=int, help="number of optimizer seeds (0..N-1)")
+    parser.add_argument("--budgets", type=int, nargs="+", help="evaluation budgets")
+    parser.add_argument("--batch", type=int, default=16, help="batch size for every optimizer (even)")
+    parser.add_argument("--workers", type=int, choices=range(1, MAX_WORKERS + 1), default=MAX_WORKERS)
+    parser.add_argument("--time-cap", type=float, help="seconds per run (default: the preset's)")
+    parser.add_argument("--memory-cap", type=float, help="GiB of added address space per run")
+    parser.add_argument("--out", type=Path, help="output folder (default bench/results/<preset>)")
+    parser.add_argument("--write-docs", action="store_true", help=f"refresh {DOCS.relative_to(ROOT)}")
+    parser.add_argument(
+        "--from-results", action="store_true", help="re-render from <out>/results.json instead of running"
+    )
+    args = parser.parse_args(argv)
+    if args.seeds is not None and args.seeds < 1:
+        parser.error("--seeds must be at least 1")
+    if args.batch < 2 or args.batch % 2:
+        parser.error("--batch must be even and >= 2 (antithetic optimizers ask in pairs)")
+    if args.budgets and min(args.budgets) < args.batch:
+        parser.error("every budget must hold at least one batch")
+    return args
+
+
+def _order(task: Task) -> tuple[int, int, int]:
+    return list(FAMILIES).index(task.family), task.dim, list(OPTIMIZERS).index(task.optimizer)
+
+
+def _load(path: Path) -> tuple[dict[str, Any], list[RunResult]]:
+    data = json.loads(path.read_text())
+    runs = [
+        RunResult(**{**run, "task": Task(**run["task"]), "curve": [tuple(p) for p in run["curve"]]})
+        for run in data.pop("runs")
+    ]
+    return data, runs
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse(argv)
+    out = args.out or ROOT / "bench" / "results" / args.preset
+    out.mkdir(parents=True, exist_ok=True)
+    if args.from_results:
+        data, results = _load(out / "results.json")
+    else:
+        for variable in THREAD_VARIABLES:
+            os.environ[variable] = "1"  # inherited by the forkserver before it imports numpy
+        preset = PRESETS[args.preset]
+        tasks = build_tasks(args, preset)
+        started, clock = time.strftime("%Y-%m-%d %H:%M"), time.perf_counter()
+        from tqdm import tqdm
+
+        with tqdm(total=len(tasks), desc=f"bench {args.preset}", unit="run", file=sys.stderr) as bar:
+            results = execute(run_task, tasks, args.workers, _died, lambda _: bar.update())
+        results.sort(key=lambda r: (*_order(r.task), r.task.budget, r.task.seed))
+        data = {
+            "preset": args.preset,
+            "command": "python -m bench.run " + " ".join(argv if argv is not None else sys.argv[1:]),
+            "machine": machine(),
+            "versions": versions(),
+            "started": started,
+            "wall_seconds": time.perf_counter() - clock,
+            "batch": args.batch,
+            "budgets": sorted({t.budget for t in tasks}),
+            "seeds": args.seeds or preset.seeds,
+            "time_cap_s": tasks[0].time_cap_s if tasks else preset.time_cap_s,
+            "memory_cap_gb": tasks[0].memory_cap_gb if tasks else preset.memory_cap_gb,
+        }
+        (out / "results.json").write_text(
+            json.dumps({**data, "runs": [asdict(r) for r in results]}, indent=1)
+        )
+    print(report(data, results))
+    figures = write_figures(results, out)
+    print(f"\nWrote {out / 'results.json'} and {len(figures)} figures into {out}")
+    if args.write_docs:
+        write_docs(data, results, out)
+        print(f"Wrote {DOCS}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

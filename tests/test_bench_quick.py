@@ -1,0 +1,63 @@
+"""The benchmark's quick preset runs end to end: every row, a loss or a failure reason."""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.mark.slow
+def test_quick_preset_produces_every_row(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.syspath_prepend(str(ROOT))
+    from bench.peers import OPTIMIZERS
+    from bench.run import PRESETS
+
+    completed = subprocess.run(
+        [sys.executable, "-m", "bench.run", "--preset", "quick", "--out", str(tmp_path)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=1800,
+    )
+    assert completed.returncode == 0, completed.stderr[-3000:]
+
+    preset = PRESETS["quick"]
+    expected = {
+        (family, dim, name, seed, budget)
+        for family, dims in preset.problems.items()
+        for dim in dims
+        for name in OPTIMIZERS
+        for seed in range(preset.seeds)
+        for budget in preset.budgets
+    }
+    runs = json.loads((tmp_path / "results.json").read_text())["runs"]
+    produced = [
+        (
+            r["task"]["family"],
+            r["task"]["dim"],
+            r["task"]["optimizer"],
+            r["task"]["seed"],
+            r["task"]["budget"],
+        )
+        for r in runs
+    ]
+    assert sorted(produced) == sorted(expected)
+    for run in runs:
+        if run["failure"] is None:
+            assert math.isfinite(run["loss"]), run
+            assert all(math.isfinite(loss) for _, loss in run["curve"]), run
+        else:
+            assert run["failure"].strip(), run
+
+    for family, dims in preset.problems.items():
+        for dim in dims:
+            assert (tmp_path / f"curves_{family}-{dim}.png").is_file()
+            for name in OPTIMIZERS:
+                assert f"| {name} |" in completed.stdout
