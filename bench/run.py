@@ -410,16 +410,18 @@ def _colour(name: str) -> Any:
 
 
 def _loss_scale(ax: Any, which: str, values: Sequence[float]) -> None:
-    """Log scale on axis ``which`` for positive losses (symlog when some are 0)."""
+    """Log scale on axis ``which`` when the losses span over a decade (symlog if some are 0)."""
     from matplotlib import ticker
 
     positive = [v for v in values if v > 0]
+    if not positive or max(positive) < 10 * min(positive):
+        return
     set_scale, axis = getattr(ax, f"set_{which}scale"), getattr(ax, f"{which}axis")
-    if positive and len(positive) == len(values):
+    if len(positive) == len(values):
         set_scale("log")
         axis.set_major_locator(ticker.LogLocator(subs=(1.0, 2.0, 5.0)))
         axis.set_minor_formatter(ticker.NullFormatter())
-    elif positive:
+    else:
         set_scale("symlog", linthresh=min(positive))
 
 
@@ -491,6 +493,7 @@ def plot_finals(
         ax.invert_yaxis()
         ax.set_title(instance, fontsize=9)
         _loss_scale(ax, "x", shown)
+        ax.margins(x=0.08)
         ax.tick_params(labelsize=7)
     for ax in axes.ravel()[len(instances) :]:
         ax.axis("off")
