@@ -34,13 +34,9 @@ __all__ = ["VARIANTS", "ParametrizedZeroGrads", "ZeroGrads"]
 
 # Nevergrad's ``tell`` replaces NaN, inf and anything above this by this value.
 _CLIPPED_LOSS = 5.0e20
-# Budget fit of the batch and step (see _core_config): updates wanted per run, smallest
-# batch, distance theta must be able to cover in initial sigmas (a bounded scalar's
-# centre lies 3 from its bounds in standardized units), and the largest step in sigmas.
+# Budget fit of the batch (see _core_config): updates wanted per run, smallest batch.
 _MIN_UPDATES = 25
 _MIN_BATCH = 4
-_TRAVEL = 8.0
-_MAX_LR = 1.0
 
 
 class ZeroGrads(base.Optimizer):  # type: ignore[misc]  # nevergrad is untyped
@@ -56,9 +52,9 @@ class ZeroGrads(base.Optimizer):  # type: ignore[misc]  # nevergrad is untyped
             own mutation scale, e.g. a sixth of the range of a bounded scalar).
         options: :class:`zg_asktell.ZeroGradsConfig` fields overriding the preset.
 
-    Small budgets shrink the batch (to allow ``_MIN_UPDATES`` updates) and raise the step
-    (so theta can travel ``_TRAVEL`` initial sigmas); ``batch_size`` or ``lr`` given in
-    ``options`` are kept as they are. The wrapped :class:`zg_asktell.ZeroGrads` is created
+    Small budgets shrink the batch (to allow ``_MIN_UPDATES`` updates; ``batch_size`` given
+    in ``options`` is kept); the core scales its step to the budget. The wrapped
+    :class:`zg_asktell.ZeroGrads` is created
     at the first ask or tell, seeded from ``parametrization.random_state``, so seeding that
     state reproduces a run.
     """
@@ -160,29 +156,23 @@ VARIANTS: dict[str, str] = {
 def _core_config(
     preset: str, options: Mapping[str, Any] | None, budget: int | None, num_workers: int
 ) -> zg_asktell.ZeroGradsConfig:
-    """The preset with ``options``; batch and step fitted to the budget and workers.
+    """The preset with ``options``; the batch fitted to the budget and workers.
 
     Unless given in ``options``: the batch holds at least ``num_workers`` candidates and,
     budget permitting, is small enough for ``_MIN_UPDATES`` updates but not below
     ``_MIN_BATCH`` (two antithetic pairs: a lone pair with one failure carries no
-    gradient under ``nonfinite_policy="worst"``); the step is large
-    enough for theta to travel ``_TRAVEL`` initial sigmas over the run, up to one sigma
-    per update. Large budgets keep the preset's values.
+    gradient under ``nonfinite_policy="worst"``). Large budgets keep the preset's batch.
     """
     if options is not None and not isinstance(options, Mapping):
         raise TypeError(f"options must be a mapping of ZeroGradsConfig fields, got {type(options).__name__}")
-    changes = dict(options or {})
+    # Nevergrad users expect the best evaluated candidate (exact discrete draws included).
+    changes = {"recommendation": "best", **(options or {})}
     config = zg_asktell.ZeroGradsConfig.from_dict({**zg_asktell.preset(preset).to_dict(), **changes})
     pair = 2 if config.antithetic else 1
     if "batch_size" not in changes:
         batch = config.batch_size if budget is None else budget // _MIN_UPDATES // pair * pair
         batch = max(min(config.batch_size, max(batch, _MIN_BATCH)), -(-num_workers // pair) * pair)
         config = config.replace(batch_size=batch)
-    if "lr" not in changes and budget is not None:
-        final = config.sigma_final if config.step_follows_sigma else 1.0
-        mean_sigma = 1.0 if final == 1.0 else (1.0 - final) / -math.log(final)
-        lr = min(_MAX_LR, _TRAVEL * config.batch_size / (budget * mean_sigma))
-        config = config.replace(lr=max(config.lr, lr))
     return config
 
 

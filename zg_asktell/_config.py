@@ -44,14 +44,16 @@ class ZeroGradsConfig:
         fit_before_step: fit on the newest batch before stepping theta (the reference
             steps first and fits after).
         theta_steps: Adam steps on theta per update (k_theta); 1 for ``"es"``.
-        lr: Adam step size on theta in units of the current sigma (normalised space).
+        lr: Adam step size on theta in units of the current sigma (normalised space);
+            ``None`` scales it to the horizon: ``2.5 / sqrt(budget / batch_size)`` clipped
+            to [0.02, 1] when the budget is known (docs/calibration.md), else 0.1.
         sigma_final: sigma at the end of the budget as a fraction of the initial sigma;
             annealed geometrically over ``budget`` evaluations (held when no budget is given).
         step_follows_sigma: scale the step size with the annealed sigma.
         nonfinite_policy: ``"worst"`` replaces a NaN/inf/missing loss by the worst finite
             loss of its update (pushes away from failing regions); ``"drop"`` ignores it.
-        recommendation: ``recommend()`` returns the ``"best"`` evaluated point or the
-            current ``"mean"`` theta.
+        recommendation: ``recommend()`` returns the current ``"mean"`` theta (measured
+            better on smooth and most non-smooth problems) or the ``"best"`` evaluated point.
         device: torch device of the surrogate and of theta (``"cpu"``, ``"cuda"``...).
         dtype: ``"float32"`` or ``"float64"`` for torch computations.
     """
@@ -70,11 +72,11 @@ class ZeroGradsConfig:
     fit_steps: int = 3
     fit_before_step: bool = True
     theta_steps: int = 1
-    lr: float = 0.1
+    lr: float | None = None
     sigma_final: float = 0.2
     step_follows_sigma: bool = True
     nonfinite_policy: NonFinitePolicy = "worst"
-    recommendation: Recommendation = "best"
+    recommendation: Recommendation = "mean"
     device: str = "cpu"
     dtype: Literal["float32", "float64"] = "float32"
 
@@ -102,7 +104,9 @@ class ZeroGradsConfig:
                 f"theta_steps={self.theta_steps} needs a surrogate to re-evaluate the "
                 "gradient; with estimator='es' use theta_steps=1"
             )
-        for name in ("lr", "lr_surrogate", "sigma_final"):
+        if self.lr is not None:
+            _check_float(self, "lr", low=0.0, low_open=True)
+        for name in ("lr_surrogate", "sigma_final"):
             _check_float(self, name, low=0.0, low_open=True)
         for name in ("jitter", "weight_decay"):
             _check_float(self, name, low=0.0)
@@ -116,8 +120,8 @@ class ZeroGradsConfig:
             raise ValueError(f"device={self.device!r} must be a torch device name like 'cpu'")
 
     def replace(self, **changes: Any) -> ZeroGradsConfig:
-        """A copy with ``changes`` applied (and validated)."""
-        return dataclasses.replace(self, **changes)
+        """A copy with ``changes`` applied (and validated); unknown names raise ``ValueError``."""
+        return self.from_dict({**self.to_dict(), **changes})
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-able dictionary of every field."""
@@ -187,7 +191,6 @@ PRESETS: dict[str, ZeroGradsConfig] = {
         lr=0.003,
         sigma_final=1.0,
         step_follows_sigma=False,
-        recommendation="mean",
     ),
     # The reference's high-dimensional network: 8 layers of 128 with L=6 encoding.
     "reference-highdim": ZeroGradsConfig(
@@ -204,7 +207,6 @@ PRESETS: dict[str, ZeroGradsConfig] = {
         lr=0.004,
         sigma_final=1.0,
         step_follows_sigma=False,
-        recommendation="mean",
     ),
     # Plain antithetic ES with the default schedule and step: the surrogate's ablation.
     "es": ZeroGradsConfig(estimator="es"),

@@ -23,6 +23,10 @@ STATE_FORMAT = "zg_asktell.ZeroGrads/1"
 _ADAM_BETAS = (0.9, 0.999)
 _ADAM_EPS = 1e-8
 _SCALE_RATE = 0.1  # running average rate of the loss spread used to scale targets
+# Horizon-scaled step (docs/calibration.md): the best ES step at 60, 190 and 625 updates
+# was about 0.4, 0.2 and 0.1 sigma, i.e. 2.5 / sqrt(updates).
+_HORIZON_LR, _MIN_LR, _MAX_LR, _DEFAULT_LR = 2.5, 0.02, 1.0, 0.1
+_PENDING_LIMIT = 64  # batches: candidates asked longer ago and never told are forgotten
 _FOREIGN = 2**62  # order of never-asked points: after every asked one
 
 
@@ -208,6 +212,7 @@ class ZeroGrads:
         n = int(n)
         while len(self._queue) < n:
             self._queue.extend(self._sample_batch())
+        self._forget_stale()
         rows = []
         for x, sample in self._queue[:n]:
             self._pending.setdefault(_key(x), []).append(sample)
@@ -248,6 +253,14 @@ class ZeroGrads:
         if self._config.estimator == "es":
             return ESEstimator()
         return SurrogateEstimator(self.dim, self._config, self._generator, self._device, self._dtype)
+
+    def _base_lr(self) -> float:
+        if self._config.lr is not None:
+            return self._config.lr
+        if self._budget is None:
+            return _DEFAULT_LR
+        updates = max(1.0, self._budget / self._config.batch_size)
+        return min(_MAX_LR, max(_MIN_LR, _HORIZON_LR / math.sqrt(updates)))
 
     def _sigma_factor(self) -> float:
         if self._budget is None:
@@ -291,6 +304,15 @@ class ZeroGrads:
             for i, (a, z, u) in enumerate(zip(asked, inputs, offsets))
         ]
 
+    def _forget_stale(self) -> None:
+        oldest = self._counters["sampled"] - _PENDING_LIMIT * self._config.batch_size
+        for key in [key for key, samples in self._pending.items() if samples[0].order < oldest]:
+            kept = [sample for sample in self._pending[key] if sample.order >= oldest]
+            if kept:
+                self._pending[key] = kept
+            else:
+                del self._pending[key]
+
     def _record(self, x: FloatArray, loss: float) -> None:
         samples = self._pending.get(_key(x))
         if samples:
@@ -318,6 +340,9 @@ class ZeroGrads:
         losses = np.array([loss for _, loss in batch])
         finite = np.isfinite(losses)
         if not finite.any():
+            if self._best_x is not None:  # every evaluation failed: go back to the best point
+                best = (self._best_x - self._x0) / self._scale
+                self._theta = torch.as_tensor(best, device=self._device, dtype=self._dtype)
             return
         if self._config.nonfinite_policy == "worst":
             losses = np.where(finite, losses, losses[finite].max())
@@ -368,7 +393,7 @@ class ZeroGrads:
         self._adam_v.mul_(beta2).addcmul_(gradient, gradient, value=1 - beta2)
         self._counters["adam_steps"] += 1
         step = self._counters["adam_steps"]
-        lr = self._config.lr * (self._sigma_factor() if self._config.step_follows_sigma else 1.0)
+        lr = self._base_lr() * (self._sigma_factor() if self._config.step_follows_sigma else 1.0)
         m_hat = self._adam_m / (1 - beta1**step)
         v_hat = self._adam_v / (1 - beta2**step)
         theta = self._theta - lr * m_hat / (v_hat.sqrt() + _ADAM_EPS)
