@@ -2,6 +2,7 @@
 
 from ._config import PRESETS, ZeroGradsConfig, preset
 from ._optimizer import ZeroGrads
+from .minimize import MinimizeResult, minimize
 
-__all__ = ["PRESETS", "ZeroGrads", "ZeroGradsConfig", "preset"]
+__all__ = ["PRESETS", "MinimizeResult", "ZeroGrads", "ZeroGradsConfig", "minimize", "preset"]
 __version__ = "0.1.0"
