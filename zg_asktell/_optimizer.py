@@ -16,6 +16,7 @@ import torch
 
 from ._config import ZeroGradsConfig, is_integer
 from ._estimators import ESEstimator, GradientEstimator, SurrogateEstimator
+from ._validation import as_vector, broadcast, check_bounds, initial_sigma, losses_list, numeric
 
 FloatArray = npt.NDArray[np.float64]
 ArrayLike = npt.ArrayLike
@@ -82,13 +83,13 @@ class ZeroGrads:
         **options: Any,
     ) -> None:
         self._config = _with_options(config or ZeroGradsConfig(), options)
-        x0_array = _as_vector(x0, "x0")
+        x0_array = as_vector(x0, "x0")
         dim = x0_array.size
-        self._lower = None if lower is None else _broadcast(lower, dim, "lower")
-        self._upper = None if upper is None else _broadcast(upper, dim, "upper")
-        _check_bounds(x0_array, self._lower, self._upper)
+        self._lower = None if lower is None else broadcast(lower, dim, "lower")
+        self._upper = None if upper is None else broadcast(upper, dim, "upper")
+        check_bounds(x0_array, self._lower, self._upper)
         self._x0 = x0_array
-        self._scale = _initial_sigma(sigma, dim, self._lower, self._upper)
+        self._scale = initial_sigma(sigma, dim, self._lower, self._upper)
         if budget is not None and (not is_integer(budget) or budget < 1):
             raise ValueError(f"budget={budget!r} must be a positive integer or None")
         self._budget = None if budget is None else int(budget)
@@ -228,7 +229,7 @@ class ZeroGrads:
         data). A loss of NaN, inf or None counts as a failed evaluation and is handled by
         ``nonfinite_policy``. Inputs are validated before anything is recorded.
         """
-        points = np.array(X, dtype=np.float64, copy=True) if _numeric(X) else None
+        points = np.array(X, dtype=np.float64, copy=True) if numeric(X) else None
         if points is None:
             raise TypeError("X must be a numeric array of candidates, shape (n, d)")
         if points.ndim == 1 and points.size == self.dim:
@@ -240,7 +241,7 @@ class ZeroGrads:
             )
         if not np.all(np.isfinite(points)):
             raise ValueError("X contains NaN or inf: tell the candidates exactly as asked")
-        values = _losses(losses, len(points))
+        values = losses_list(losses, len(points))
         for x, loss in zip(points, values):
             self._record(x, loss)
         while len(self._buffer) >= self._config.batch_size:
@@ -539,39 +540,6 @@ def _key(x: FloatArray) -> bytes:
     return np.asarray(x, dtype=np.float32).tobytes()
 
 
-def _numeric(value: object) -> bool:
-    try:
-        array = np.asarray(value)
-    except (ValueError, TypeError):
-        return False
-    return array.dtype.kind in "iuf"
-
-
-def _losses(losses: object, n: int) -> list[float]:
-    if isinstance(losses, (str, bytes)) or not hasattr(losses, "__len__"):
-        if n == 1 and (losses is None or isinstance(losses, (int, float, np.number))):
-            losses = [losses]
-        else:
-            raise TypeError(f"losses must be a sequence of {n} numbers (None for a failed evaluation)")
-    values = list(np.ravel(np.asarray(losses, dtype=object)))
-    if len(values) != n:
-        raise ValueError(f"got {len(values)} losses for {n} candidates: pass exactly one loss per row of X")
-    result = []
-    for i, value in enumerate(values):
-        if value is None:
-            result.append(math.nan)
-        elif isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.number)):
-            raise TypeError(
-                f"loss #{i} is {value!r} ({type(value).__name__}): losses must be real numbers, "
-                "or None / NaN for a failed evaluation"
-            )
-        elif isinstance(value, (complex, np.complexfloating)):
-            raise TypeError(f"loss #{i} is complex ({value!r}): losses must be real numbers")
-        else:
-            result.append(float(value))
-    return result
-
-
 def _with_options(config: ZeroGradsConfig, options: dict[str, Any]) -> ZeroGradsConfig:
     if not isinstance(config, ZeroGradsConfig):
         raise TypeError(f"config must be a ZeroGradsConfig, got {type(config).__name__}")
@@ -580,55 +548,3 @@ def _with_options(config: ZeroGradsConfig, options: dict[str, Any]) -> ZeroGrads
     if unknown:
         raise TypeError(f"unknown option(s) {unknown}; valid options: {sorted(valid)}")
     return config.replace(**options) if options else config
-
-
-def _as_vector(value: ArrayLike, name: str) -> FloatArray:
-    if not _numeric(value):
-        raise TypeError(f"{name} must be a numeric array, got {type(value).__name__}")
-    array = np.array(value, dtype=np.float64, copy=True)
-    if array.ndim != 1 or array.size == 0:
-        raise ValueError(f"{name} must be a non-empty 1-D array, got shape {array.shape}")
-    if not np.all(np.isfinite(array)):
-        raise ValueError(f"{name} contains NaN or inf; give finite values")
-    return array
-
-
-def _broadcast(value: ArrayLike, dim: int, name: str) -> FloatArray:
-    if not _numeric(value):
-        raise TypeError(f"{name} must be a number or a numeric array of length {dim}")
-    array = np.asarray(value, dtype=np.float64)
-    if array.ndim == 0:
-        array = np.full(dim, float(array))
-    if array.shape != (dim,):
-        raise ValueError(f"{name} has shape {array.shape}; give a scalar or shape ({dim},) like x0")
-    if np.any(np.isnan(array)):
-        raise ValueError(f"{name} contains NaN; use +-inf for an open side")
-    return array.copy()
-
-
-def _check_bounds(x0: FloatArray, lower: FloatArray | None, upper: FloatArray | None) -> None:
-    if lower is not None and upper is not None and np.any(lower >= upper):
-        i = int(np.argmax(lower >= upper))
-        raise ValueError(f"lower[{i}]={lower[i]} must be below upper[{i}]={upper[i]}")
-    outside = np.zeros(x0.shape, dtype=bool)
-    if lower is not None:
-        outside |= x0 < lower
-    if upper is not None:
-        outside |= x0 > upper
-    if outside.any():
-        i = int(np.argmax(outside))
-        raise ValueError(f"x0[{i}]={x0[i]} lies outside the bounds; start inside [lower, upper]")
-
-
-def _initial_sigma(
-    sigma: ArrayLike | None, dim: int, lower: FloatArray | None, upper: FloatArray | None
-) -> FloatArray:
-    if sigma is None:
-        if lower is None or upper is None:
-            return np.ones(dim)
-        width = upper - lower
-        return np.where(np.isfinite(width), 0.1 * width, 1.0)
-    array = _broadcast(sigma, dim, "sigma")
-    if not np.all(np.isfinite(array) & (array > 0)):
-        raise ValueError("sigma must be positive and finite (the initial smoothing width)")
-    return array

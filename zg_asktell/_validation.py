@@ -1,0 +1,96 @@
+"""Validation of the user's inputs: each bad value raises an error naming it and the fix."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import numpy.typing as npt
+
+FloatArray = npt.NDArray[np.float64]
+ArrayLike = npt.ArrayLike
+
+
+def numeric(value: object) -> bool:
+    try:
+        array = np.asarray(value)
+    except (ValueError, TypeError):
+        return False
+    return array.dtype.kind in "iuf"
+
+
+def losses_list(losses: object, n: int) -> list[float]:
+    if isinstance(losses, (str, bytes)) or not hasattr(losses, "__len__"):
+        if n == 1 and (losses is None or isinstance(losses, (int, float, np.number))):
+            losses = [losses]
+        else:
+            raise TypeError(f"losses must be a sequence of {n} numbers (None for a failed evaluation)")
+    values = list(np.ravel(np.asarray(losses, dtype=object)))
+    if len(values) != n:
+        raise ValueError(f"got {len(values)} losses for {n} candidates: pass exactly one loss per row of X")
+    result = []
+    for i, value in enumerate(values):
+        if value is None:
+            result.append(math.nan)
+        elif isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.number)):
+            raise TypeError(
+                f"loss #{i} is {value!r} ({type(value).__name__}): losses must be real numbers, "
+                "or None / NaN for a failed evaluation"
+            )
+        elif isinstance(value, (complex, np.complexfloating)):
+            raise TypeError(f"loss #{i} is complex ({value!r}): losses must be real numbers")
+        else:
+            result.append(float(value))
+    return result
+
+
+def as_vector(value: ArrayLike, name: str) -> FloatArray:
+    if not numeric(value):
+        raise TypeError(f"{name} must be a numeric array, got {type(value).__name__}")
+    array = np.array(value, dtype=np.float64, copy=True)
+    if array.ndim != 1 or array.size == 0:
+        raise ValueError(f"{name} must be a non-empty 1-D array, got shape {array.shape}")
+    if not np.all(np.isfinite(array)):
+        raise ValueError(f"{name} contains NaN or inf; give finite values")
+    return array
+
+
+def broadcast(value: ArrayLike, dim: int, name: str) -> FloatArray:
+    if not numeric(value):
+        raise TypeError(f"{name} must be a number or a numeric array of length {dim}")
+    array = np.asarray(value, dtype=np.float64)
+    if array.ndim == 0:
+        array = np.full(dim, float(array))
+    if array.shape != (dim,):
+        raise ValueError(f"{name} has shape {array.shape}; give a scalar or shape ({dim},) like x0")
+    if np.any(np.isnan(array)):
+        raise ValueError(f"{name} contains NaN; use +-inf for an open side")
+    return array.copy()
+
+
+def check_bounds(x0: FloatArray, lower: FloatArray | None, upper: FloatArray | None) -> None:
+    if lower is not None and upper is not None and np.any(lower >= upper):
+        i = int(np.argmax(lower >= upper))
+        raise ValueError(f"lower[{i}]={lower[i]} must be below upper[{i}]={upper[i]}")
+    outside = np.zeros(x0.shape, dtype=bool)
+    if lower is not None:
+        outside |= x0 < lower
+    if upper is not None:
+        outside |= x0 > upper
+    if outside.any():
+        i = int(np.argmax(outside))
+        raise ValueError(f"x0[{i}]={x0[i]} lies outside the bounds; start inside [lower, upper]")
+
+
+def initial_sigma(
+    sigma: ArrayLike | None, dim: int, lower: FloatArray | None, upper: FloatArray | None
+) -> FloatArray:
+    if sigma is None:
+        if lower is None or upper is None:
+            return np.ones(dim)
+        width = upper - lower
+        return np.where(np.isfinite(width), 0.1 * width, 1.0)
+    array = broadcast(sigma, dim, "sigma")
+    if not np.all(np.isfinite(array) & (array > 0)):
+        raise ValueError("sigma must be positive and finite (the initial smoothing width)")
+    return array
