@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -175,22 +176,8 @@ def test_run_goes_on_through_faults_with_retries(tmp_path: Path) -> None:
 
 # ----------------------------------------------------------------------- zg-asktell run
 def test_run_console_script_with_sh_simulator(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    done = cli(
-        "run",
-        "--dir",
-        NASTY,
-        "--dim",
-        "3",
-        "--budget",
-        "24",
-        "--workers",
-        "2",
-        *SMALL,
-        "--",
-        *SH_SIM,
-        cwd=tmp_path,
-        console=True,
-    )
+    options = "--dim 3 --budget 24 --workers 2".split()
+    done = cli("run", "--dir", NASTY, *options, *SMALL, "--", *SH_SIM, cwd=tmp_path, console=True)
     assert done.returncode == 0, done.stderr
     assert done.stdout.startswith("best loss ") and "after 24 evaluations (0 failed)" in done.stdout
     run = tmp_path / NASTY
@@ -206,24 +193,9 @@ def test_run_console_script_with_sh_simulator(tmp_path: Path, capsys: pytest.Cap
 
 
 def test_kill_9_then_resume_loses_and_doubles_nothing(tmp_path: Path) -> None:
-    program = PY_SIM + ["--sleep", "0.03", "--faults", "exit,garbage,nan"]
-    args = [
-        "--dim",
-        "3",
-        "--budget",
-        "48",
-        "--workers",
-        "2",
-        "--retries",
-        "1",
-        "--timeout",
-        "20",
-        "--seed",
-        "5",
-        "--quiet",
-        *SMALL,
-        "--",
-    ] + program
+    program = PY_SIM + ["--sleep", "0.02", "--faults", "exit,garbage,nan"]
+    args = "--dim 3 --budget 40 --workers 2 --retries 1 --timeout 20 --seed 5 --quiet".split()
+    args += [*SMALL, "--", *program]
     launcher = [sys.executable, "-m", "zg_asktell", "run"]
     whole = subprocess.Popen(
         [*launcher, "--dir", "whole", *args],
@@ -234,7 +206,7 @@ def test_kill_9_then_resume_loses_and_doubles_nothing(tmp_path: Path) -> None:
         text=True,
     )
     log = tmp_path / "cut" / "log.jsonl"
-    for kill_at in (5, 25):
+    for kill_at in (5, 22):
         cut = subprocess.Popen(
             [*launcher, "--dir", "cut", "--resume", *args],
             cwd=tmp_path,
@@ -253,8 +225,8 @@ def test_kill_9_then_resume_loses_and_doubles_nothing(tmp_path: Path) -> None:
     assert finished.stdout.split("; best point")[0] == out.split("; best point")[0]
     items = log_of(tmp_path / "cut")
     assert items == log_of(tmp_path / "whole")
-    assert [item["id"] for item in items if item["final"]] == list(range(48))  # each evaluation once
-    assert {item["status"] for item in items} >= {"ok", "exit", "output"}
+    assert [item["id"] for item in items if item["final"]] == list(range(40))  # each evaluation once
+    assert any(not item["final"] for item in items)  # failures were retried across the kills
     cut_state, whole_state = (ZeroGrads.load(tmp_path / name / "state.pt") for name in ("cut", "whole"))
     np.testing.assert_array_equal(cut_state.theta, whole_state.theta)
     assert (tmp_path / "cut" / "best.csv").read_bytes() == (tmp_path / "whole" / "best.csv").read_bytes()
@@ -263,26 +235,10 @@ def test_kill_9_then_resume_loses_and_doubles_nothing(tmp_path: Path) -> None:
 def test_sigterm_stops_the_run_and_its_programs(tmp_path: Path) -> None:
     pids = tmp_path / "pids"
     pids.mkdir()
+    options = "--dim 2 --budget 8 --workers 2 --quiet".split()
+    program = [*PY_SIM, "--ppid", str(pids), "--sleep", "60"]
     run = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "zg_asktell",
-            "run",
-            "--dim",
-            "2",
-            "--budget",
-            "8",
-            "--workers",
-            "2",
-            "--quiet",
-            "--",
-            *PY_SIM,
-            "--ppid",
-            str(pids),
-            "--sleep",
-            "60",
-        ],
+        [sys.executable, "-m", "zg_asktell", "run", *options, "--", *program],
         cwd=tmp_path,
         env=ENV,
         stderr=subprocess.PIPE,
@@ -408,3 +364,21 @@ def test_python_m_keeps_the_demo_command(capsys: pytest.CaptureFixture[str]) -> 
     with pytest.raises(SystemExit) as done:
         main(["demo", "--help"])
     assert done.value.code == 0 and "--discs" in capsys.readouterr().out
+
+
+@pytest.mark.slow
+def test_readme_examples_run(tmp_path: Path) -> None:
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    section = readme.split("## Loops around external programs")[1].split("\n## ")[0]
+    (python_block,) = re.findall(r"```python\n(.*?)```", section, re.S)
+    bash_blocks = re.findall(r"```bash\n(.*?)```", section, re.S)
+    assert len(bash_blocks) == 2
+    env = {**ENV, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{ENV['PATH']}"}
+    (tmp_path / "example.py").write_text(python_block)
+    for command in ([sys.executable, "example.py"], *(["bash", "-e", "-c", block] for block in bash_blocks)):
+        done = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+        assert done.returncode == 0, done.stderr[-2000:]
+    for name, budget in (("zg-run-py", 2000), ("zg-run-cli", 2000), ("zg-run-files", 192)):
+        optimizer = ZeroGrads.load(tmp_path / name / "state.pt")
+        assert optimizer.evaluations == budget and optimizer.best_loss < 160  # 160: the loss at x0
+    assert (tmp_path / "zg-run-cli" / "plot.png").is_file()
