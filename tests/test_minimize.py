@@ -135,6 +135,12 @@ def test_failures_are_recorded_with_their_reason_and_told_as_failed(tmp_path: Pa
     assert result.evaluations == 36
 
 
+@pytest.mark.parametrize("kind", [np.float32, np.array, torch.tensor, int])
+def test_any_real_number_is_a_loss(kind: Any) -> None:
+    result = run(fn=lambda x: kind(round(staircase(x))), budget=12)
+    assert result.n_failed == 0 and np.isfinite(result.best_loss)
+
+
 def test_retries_then_failure(tmp_path: Path) -> None:
     tries: dict[bytes, int] = {}
 
@@ -265,6 +271,9 @@ def test_foreign_run_directory_is_a_clear_error(tmp_path: Path) -> None:
         run(run_dir=tmp_path / "run", resume=True)
     (tmp_path / "run" / "run.json").write_text("{not json")
     with pytest.raises(ValueError, match="run.json' is corrupt"):
+        run(run_dir=tmp_path / "run", resume=True)
+    (tmp_path / "run" / "run.json").write_text('{"format": "zg_asktell.run/1"}')
+    with pytest.raises(ValueError, match="run.json' is not a zg-asktell run description"):
         run(run_dir=tmp_path / "run", resume=True)
 
 

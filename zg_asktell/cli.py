@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from ._config import PRESETS, ZeroGradsConfig, preset
+from ._optimizer import ZeroGrads
 from .command import Command, stop_running
 from .minimize import minimize
 from .runs import (
@@ -284,8 +285,7 @@ def _tell(args: argparse.Namespace, program: list[str]) -> int:
     losses_path = Path(args.losses) if args.losses else run.batch_dir(args.batch) / "losses.txt"
     with run.lock(LOCK_WAIT):
         optimizer = run.load_optimizer()
-        size, budget = optimizer.config.batch_size, optimizer.budget or 0
-        upcoming = -(-optimizer.n_asked // size)
+        size, budget, upcoming = optimizer.config.batch_size, optimizer.budget or 0, _upcoming(optimizer)
         if 0 <= args.batch < upcoming:
             return _tell_again(run, args.batch, losses_path, size, budget)
         if args.batch != upcoming or not (run.batch_dir(args.batch) / "batch.json").is_file():
@@ -310,6 +310,11 @@ def _tell(args: argparse.Namespace, program: list[str]) -> int:
         f"{optimizer.evaluations}/{budget} evaluations, best loss {optimizer.best_loss:.10g}"
     )
     return 0
+
+
+def _upcoming(optimizer: ZeroGrads) -> int:
+    """The number of the next batch to ask: every batch before it is told."""
+    return -(-optimizer.n_asked // optimizer.config.batch_size)
 
 
 def _tell_again(run: RunDir, index: int, losses_path: Path, size: int, budget: int) -> int:
@@ -337,8 +342,7 @@ def _status(args: argparse.Namespace, program: list[str]) -> int:
     optimizer = run.load_optimizer()
     records = run.records()
     finals = [item for item in records if item["final"]]
-    size, budget = optimizer.config.batch_size, optimizer.budget or 0
-    upcoming = -(-optimizer.n_asked // size)
+    size, budget, upcoming = optimizer.config.batch_size, optimizer.budget or 0, _upcoming(optimizer)
     if optimizer.evaluations >= budget:
         state = "done: the budget is spent"
     elif (run.batch_dir(upcoming) / "batch.json").is_file():

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import math
-import numbers
 import time
 from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Executor, Future, wait
@@ -123,10 +122,9 @@ def minimize(
     with run.lock() if run else contextlib.nullcontext():
         optimizer = run.load_optimizer() if run else optimizer_from(settings)
         _loop(optimizer, fn, executor, int(retries), run, progress)
-    best_x = optimizer.best_x
     return MinimizeResult(
         x=optimizer.recommend(),
-        best_x=best_x,
+        best_x=optimizer.best_x,
         best_loss=optimizer.best_loss,
         evaluations=optimizer.evaluations,
         n_failed=optimizer.n_failed,
@@ -230,13 +228,13 @@ def _attempt(fn: Objective, x: FloatArray) -> Outcome:
     seconds = time.perf_counter() - start
     if value is None:
         return Outcome("nonfinite", reason="returned None", seconds=seconds)
-    if isinstance(value, np.ndarray) and value.size == 1 and value.dtype.kind in "iuf":
-        value = value.item()
-    if isinstance(value, bool | np.bool_) or not isinstance(value, numbers.Real):
-        return Outcome(
-            "output", reason=f"returned {value!r:.80} ({type(value).__name__}), not a number", seconds=seconds
-        )
-    loss = float(value)
+    try:
+        if isinstance(value, bool | np.bool_ | str | bytes):
+            raise TypeError
+        loss = float(value)  # Python and numpy numbers, 0-d arrays and tensors
+    except (TypeError, ValueError):
+        reason = f"returned {value!r:.80} ({type(value).__name__}), not a number"
+        return Outcome("output", reason=reason, seconds=seconds)
     if not math.isfinite(loss):
         return Outcome("nonfinite", reason=f"returned {loss}", seconds=seconds)
     return Outcome("ok", loss=loss, seconds=seconds)

@@ -355,7 +355,12 @@ class RunDir:
             raise ValueError(
                 f"{str(meta_path)!r} is corrupt ({error}); it is not a run description"
             ) from error
-        if not isinstance(meta, dict) or meta.get("format") != RUN_FORMAT:
+        if (
+            not isinstance(meta, dict)
+            or meta.get("format") != RUN_FORMAT
+            or not isinstance(meta.get("settings"), dict)
+            or meta.get("params_format") not in PARAM_FORMATS
+        ):
             raise ValueError(
                 f"{str(meta_path)!r} is not a zg-asktell run description (format {RUN_FORMAT!r})"
             )
