@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import doctest
-import importlib
 import json
 import os
 import random
@@ -16,6 +15,7 @@ import numpy as np
 import pytest
 import torch
 
+import zg_asktell._minimize
 from zg_asktell import MinimizeResult, ZeroGrads, minimize
 from zg_asktell.problems import QuantizedQuadratic
 from zg_asktell.runs import EvaluationFailed, RunDir
@@ -97,7 +97,7 @@ def test_minimize_improves_and_reports() -> None:
 
 
 def test_minimize_docstring_example() -> None:
-    outcome = doctest.testmod(importlib.import_module("zg_asktell.minimize"))  # the name is the function
+    outcome = doctest.testmod(zg_asktell._minimize)
     assert outcome.attempted > 0 and outcome.failed == 0
 
 

@@ -22,9 +22,9 @@ from typing import Any
 import numpy as np
 
 from ._config import PRESETS, ZeroGradsConfig, preset
+from ._minimize import minimize
 from ._optimizer import ZeroGrads
 from .command import Command, stop_running
-from .minimize import minimize
 from .runs import (
     PARAM_FORMATS,
     FloatArray,
