@@ -1,7 +1,13 @@
 """Calibration sweeps behind the core defaults (docs/calibration.md).
 
-``python -m bench.calibrate [--budget 3000] [--seeds 2]`` runs every (problem, preset,
-option change) of ``SWEEPS`` and prints a Markdown table of median final losses.
+``python -m bench.calibrate SWEEP [--budgets 960 3000 10000] [--seeds 2]`` runs every
+(problem, preset, option change) of the sweep at each budget and prints a Markdown table of
+median final losses (of ``recommend()``). Sweeps:
+
+- ``steps``, ``surrogate-steps``: the step size ``lr`` of ES and of the surrogate default
+  against the budget (chose the horizon rules);
+- ``surrogate``: surrogate design options at one budget;
+- ``defaults``: the surrogate default against its ES ablations, all with the horizon rule.
 """
 
 from __future__ import annotations
@@ -15,16 +21,20 @@ from typing import Any
 
 import numpy as np
 
+from bench.problems import Lander, Sphere, StepNetwork
 from zg_asktell import ZeroGrads, preset
 from zg_asktell.problems import DiscRaster, PosterizedTexture, Problem, QuantizedQuadratic
 
 PROBLEMS: dict[str, Callable[[], Problem]] = {
+    "sphere-10": lambda: Sphere.make(10, seed=0),
     "quantized-quadratic-1000": lambda: QuantizedQuadratic.make(1000, seed=1),
     "posterized-texture-3072": lambda: PosterizedTexture.make(32, 32, 3, seed=1),
     "disc-raster-1002": lambda: DiscRaster.make(167, seed=1),
     "disc-raster-60": lambda: DiscRaster.make(10, seed=1),
+    "lander-100": lambda: Lander.make(100, seed=0),
+    "step-net-160": lambda: StepNetwork.make(160, seed=0),
 }
-STEP_SIZES = ({"lr": 0.05}, {"lr": 0.1}, {"lr": 0.2})
+Row = tuple[str, str, dict[str, Any]]
 SURROGATE_VARIANTS: tuple[dict[str, Any], ...] = (
     {},
     {"lr_surrogate": 3e-3},
@@ -35,13 +45,19 @@ SURROGATE_VARIANTS: tuple[dict[str, Any], ...] = (
     {"encoding_frequencies": 6},
     {"zero_init_output": False},
     {"hidden_width": 16},
+    {"hidden_width": 32, "encoding_frequencies": 2},
     {"hidden_layers": 1},
 )
-SWEEPS: list[tuple[str, str, dict[str, Any]]] = [
-    *[(p, name, lr) for p in PROBLEMS for name in ("es", "default") for lr in STEP_SIZES],
-    *[("quantized-quadratic-1000", "es-averaged", lr) for lr in STEP_SIZES],
-    *[("quantized-quadratic-1000", "default", change) for change in SURROGATE_VARIANTS],
-]
+SWEEPS: dict[str, list[Row]] = {
+    "steps": [(p, "es", {"lr": lr}) for p in PROBLEMS for lr in (0.05, 0.1, 0.2, 0.4, 0.8)],
+    "surrogate-steps": [(p, "default", {"lr": lr}) for p in PROBLEMS for lr in (0.025, 0.05, 0.1, 0.2, 0.4)],
+    "surrogate": [
+        *[(p, "default", {}) for p in PROBLEMS],
+        *[("quantized-quadratic-1000", "default", change) for change in SURROGATE_VARIANTS[1:]],
+        *[("posterized-texture-3072", "default", change) for change in SURROGATE_VARIANTS[1:]],
+    ],
+    "defaults": [(p, name, {}) for p in PROBLEMS for name in ("default", "es", "es-averaged")],
+}
 
 
 def run(problem_name: str, preset_name: str, changes: dict[str, Any], budget: int, seed: int) -> float:
@@ -64,21 +80,28 @@ def run(problem_name: str, preset_name: str, changes: dict[str, Any], budget: in
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--budget", type=int, default=3000)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("sweep", choices=sorted(SWEEPS))
+    parser.add_argument("--budgets", type=int, nargs="+", default=[960, 3000, 10000])
     parser.add_argument("--seeds", type=int, default=2)
     args = parser.parse_args()
     os.environ.setdefault("OMP_NUM_THREADS", "1")
-    start = time.perf_counter()
-    jobs = [(p, n, c, args.budget, s) for p, n, c in SWEEPS for s in range(args.seeds)]
+    rows, seeds, start = SWEEPS[args.sweep], args.seeds, time.perf_counter()
+    jobs = [(p, n, c, b, s) for p, n, c in rows for b in args.budgets for s in range(seeds)]
     with ProcessPoolExecutor(2) as pool:
-        losses = list(pool.map(run, *zip(*jobs)))
-    print(f"budget {args.budget}, median over {args.seeds} seeds\n")
-    print("| problem | preset | change | final loss |\n|---|---|---|---|")
-    for i, (problem_name, preset_name, changes) in enumerate(SWEEPS):
-        median = np.median(losses[i * args.seeds : (i + 1) * args.seeds])
-        print(f"| {problem_name} | {preset_name} | {changes or '-'} | {median:.4g} |")
-    print(f"\n{time.perf_counter() - start:.0f} s")
+        losses = np.array(list(pool.map(run, *zip(*jobs)))).reshape(len(rows), len(args.budgets), seeds)
+    starts = {p: make()(make().x0) for p, make in PROBLEMS.items()}
+    print(f"`python -m bench.calibrate {args.sweep}`: median final loss over {seeds} seeds, batches of 16\n")
+    print(
+        "| problem (start loss) | preset | change | " + " | ".join(f"budget {b}" for b in args.budgets) + " |"
+    )
+    print("|---|---|---|" + "---|" * len(args.budgets))
+    for (problem_name, preset_name, changes), row in zip(rows, losses):
+        cells = " | ".join(f"{np.median(values):.4g}" for values in row)
+        print(f"| {problem_name} ({starts[problem_name]:.3g}) | {preset_name} | {changes or '-'} | {cells} |")
+    print(f"\n{time.perf_counter() - start:.0f} s on {os.cpu_count()} cores")
 
 
 if __name__ == "__main__":
