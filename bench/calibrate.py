@@ -7,7 +7,8 @@ median final losses (of ``recommend()``). Sweeps:
 - ``steps``, ``surrogate-steps``: the step size ``lr`` of ES and of the surrogate default
   against the budget (chose the horizon rules);
 - ``surrogate``: surrogate design options at one budget;
-- ``defaults``: the surrogate default against its ES ablations, all with the horizon rule.
+- ``defaults``: the surrogate default against its ES ablations, all with the horizon rule;
+- ``recommendation``: the best evaluated point instead of theta (compare with ``defaults``).
 """
 
 from __future__ import annotations
@@ -57,6 +58,7 @@ SWEEPS: dict[str, list[Row]] = {
         *[("posterized-texture-3072", "default", change) for change in SURROGATE_VARIANTS[1:]],
     ],
     "defaults": [(p, name, {}) for p in PROBLEMS for name in ("default", "es", "es-averaged")],
+    "recommendation": [(p, name, {"recommendation": "best"}) for p in PROBLEMS for name in ("default", "es")],
 }
 
 
