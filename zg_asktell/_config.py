@@ -171,42 +171,28 @@ def is_integer(value: object) -> bool:
     return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
 
 
+# The reference code's loop (low-dimensional settings): constant sigma, a fixed step of
+# 1e-3 in parameter units at sigma=0.33 (here 0.003 sigma), plain init, no decay, theta
+# stepped before the fit on the newest batch, jitter 0.1 sigma.
+_REFERENCE = ZeroGradsConfig(
+    batch_size=8,
+    jitter=0.1,
+    encoding_frequencies=0,
+    zero_init_output=False,
+    weight_decay=0.0,
+    fit_before_step=False,
+    lr=0.003,
+    sigma_final=1.0,
+    step_follows_sigma=False,
+)
+
 PRESETS: dict[str, ZeroGradsConfig] = {
     # The library's default: the measured best surrogate design (docs/calibration.md).
     "default": ZeroGradsConfig(),
-    # The reference code's loop (low-dimensional settings): constant sigma, a fixed step
-    # of 1e-3 in parameter units at sigma=0.33 (here 0.003 sigma), plain init, no decay,
-    # theta stepped before the fit on the newest batch, jitter 0.1 sigma.
-    "reference": ZeroGradsConfig(
-        batch_size=8,
-        jitter=0.1,
-        hidden_width=64,
-        hidden_layers=2,
-        encoding_frequencies=0,
-        zero_init_output=False,
-        weight_decay=0.0,
-        lr_surrogate=1e-3,
-        fit_steps=3,
-        fit_before_step=False,
-        lr=0.003,
-        sigma_final=1.0,
-        step_follows_sigma=False,
-    ),
+    "reference": _REFERENCE,
     # The reference's high-dimensional network: 8 layers of 128 with L=6 encoding.
-    "reference-highdim": ZeroGradsConfig(
-        batch_size=20,
-        jitter=0.1,
-        hidden_width=128,
-        hidden_layers=7,
-        encoding_frequencies=6,
-        zero_init_output=False,
-        weight_decay=0.0,
-        lr_surrogate=1e-4,
-        fit_steps=3,
-        fit_before_step=False,
-        lr=0.004,
-        sigma_final=1.0,
-        step_follows_sigma=False,
+    "reference-highdim": _REFERENCE.replace(
+        batch_size=20, hidden_width=128, hidden_layers=7, encoding_frequencies=6, lr_surrogate=1e-4, lr=0.004
     ),
     # Plain antithetic ES with the default schedule and step: the surrogate's ablation.
     "es": ZeroGradsConfig(estimator="es"),
