@@ -123,7 +123,7 @@ def main(budget: int = 10000, discs: int = 40, seed: int = 0, out: str = "demo.p
         print(f"| {r.name} | {r.loss:.5f} | {r.loss / reference:.2f}x | {r.seconds:.1f} |")
     print(
         "\nES is ZeroGrads' own ablation (same sampling, schedule and step, no surrogate);"
-        " see docs/surrogate.md for when each wins."
+        " see docs/calibration.md for when each wins."
     )
     try:
         write_figure(problem, results, batch_size, Path(out))
