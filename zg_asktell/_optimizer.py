@@ -107,6 +107,7 @@ class ZeroGrads:
         if self._device.type == "cuda" and not torch.cuda.is_available():
             raise ValueError(f"device={self._config.device!r} but torch sees no CUDA GPU; use 'cpu'")
         self._dtype = getattr(torch, self._config.dtype)
+        self._np_dtype = np.dtype(self._config.dtype)  # of the stored samples
         self._z_lower = None if self._lower is None else (self._lower - self._x0) / self._scale
         self._z_upper = None if self._upper is None else (self._upper - self._x0) / self._scale
         self._theta = torch.zeros(dim, device=self._device, dtype=self._dtype)
@@ -294,13 +295,12 @@ class ZeroGrads:
         if cfg.jitter > 0:
             jitter = torch.randn(inputs.shape, generator=self._generator, dtype=torch.float64)
             asked = self._clip_z(inputs + cfg.jitter * sigma * jitter)
-        np_dtype = np.float32 if cfg.dtype == "float32" else np.float64
         first = self._counters["sampled"]
         self._counters["sampled"] += len(inputs)
         return [
             (
                 self._to_x(a.numpy()),
-                _Sample(z.numpy().astype(np_dtype), u.numpy().astype(np_dtype), sigma, first + i),
+                _Sample(z.numpy().astype(self._np_dtype), u.numpy().astype(self._np_dtype), sigma, first + i),
             )
             for i, (a, z, u) in enumerate(zip(asked, inputs, offsets))
         ]
@@ -315,17 +315,17 @@ class ZeroGrads:
                 del self._pending[key]
 
     def _record(self, x: FloatArray, loss: float) -> None:
-        samples = self._pending.get(_key(x))
+        key = _key(x)
+        samples = self._pending.get(key)
         if samples:
             sample = samples.pop(0)
             if not samples:
-                del self._pending[_key(x)]
+                del self._pending[key]
         else:
             z = (x - self._x0) / self._scale
-            np_dtype = np.float32 if self._config.dtype == "float32" else np.float64
-            nan = np.full(self.dim, np.nan, dtype=np_dtype)
+            nan = np.full(self.dim, np.nan, dtype=self._np_dtype)
             sample = _Sample(
-                z.astype(np_dtype), nan, self._sigma_factor(), _FOREIGN + self._counters["foreign"]
+                z.astype(self._np_dtype), nan, self._sigma_factor(), _FOREIGN + self._counters["foreign"]
             )
             self._counters["foreign"] += 1
         self._counters["told"] += 1
