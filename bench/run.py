@@ -566,9 +566,9 @@ def write_docs(data: dict[str, Any], results: Sequence[RunResult], out: Path) ->
     status = (
         f"> Results of the `full` preset, run {data['started']}."
         if data["preset"] == "full"
-        else "> **Status: the full run is pending.** The numbers below come from the "
-        f"`{data['preset']}` preset (small dimensions, tiny budgets, a shared 2-core machine): they "
-        "check the harness and hint at trends; they do not decide defaults. The full run "
+        else "> **Status: the full run is pending.** The numbers below come from the command "
+        "below (a subset of the full preset's problems and budgets, on a shared 2-core machine). "
+        "The full run "
         f"(`python -m bench.run --preset full --write-docs`) takes {FULL_ESTIMATE}."
     )
     full = PRESETS["full"]
