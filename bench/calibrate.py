@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from bench.problems import Lander, Sphere, StepNetwork
-from zg_asktell import ZeroGrads, preset
+from zg_asktell import minimize, preset
 from zg_asktell.problems import DiscRaster, PosterizedTexture, Problem, QuantizedQuadratic
 
 PROBLEMS: dict[str, Callable[[], Problem]] = {
@@ -67,19 +67,17 @@ def run(problem_name: str, preset_name: str, changes: dict[str, Any], budget: in
 
     torch.set_num_threads(1)
     problem = PROBLEMS[problem_name]()
-    opt = ZeroGrads(
+    result = minimize(
+        problem,
         problem.x0,
         lower=problem.lower,
         upper=problem.upper,
         budget=budget,
         seed=seed,
         config=preset(preset_name, **changes),
+        progress=False,
     )
-    while opt.evaluations < budget:
-        X = opt.ask()
-        opt.tell(X, [problem(x) for x in X])
-    return problem(opt.recommend())
-
+    return problem(result.x)
 
 def main() -> None:
     parser = argparse.ArgumentParser(

@@ -12,7 +12,7 @@ from collections.abc import Callable
 import numpy as np
 import pytest
 
-from zg_asktell import ZeroGrads
+from zg_asktell import minimize
 from zg_asktell.problems import DiscRaster, IntegerProgram, Problem, QuantizedQuadratic
 
 SEEDS = (0, 1, 2)
@@ -33,11 +33,16 @@ SLOW_CASES: list[tuple[Callable[..., Problem], int, int, float]] = [
 
 
 def optimize(problem: Problem, budget: int, seed: int) -> float:
-    opt = ZeroGrads(problem.x0, lower=problem.lower, upper=problem.upper, budget=budget, seed=seed)
-    while opt.evaluations < budget:
-        X = opt.ask()
-        opt.tell(X, [problem(x) for x in X])
-    return problem(opt.recommend()) / problem(problem.x0)
+    result = minimize(
+        problem,
+        problem.x0,
+        lower=problem.lower,
+        upper=problem.upper,
+        budget=budget,
+        seed=seed,
+        progress=False,
+    )
+    return problem(result.x) / problem(problem.x0)
 
 
 def check(make: Callable[..., Problem], size: int, budget: int, max_ratio: float, seed: int) -> None:

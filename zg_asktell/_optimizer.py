@@ -212,9 +212,10 @@ class ZeroGrads:
         if not is_integer(n) or n < 1:
             raise ValueError(f"n={n!r} must be a positive integer (candidates to ask)")
         n = int(n)
-        while len(self._queue) < n:
-            self._queue.extend(self._sample_batch())
-        self._forget_stale()
+        if len(self._queue) < n:
+            while len(self._queue) < n:
+                self._queue.extend(self._sample_batch())
+            self._forget_stale()  # only new samples make old candidates stale
         rows = []
         for x, sample in self._queue[:n]:
             self._pending.setdefault(_key(x), []).append(sample)
