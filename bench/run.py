@@ -603,7 +603,8 @@ def write_docs(data: dict[str, Any], results: Sequence[RunResult], out: Path) ->
 
 Each run starts from the problem's `x0` with initial width `sigma` = 0.1 x box width for every
 optimizer, asks and tells whole batches, and at {CURVE_POINTS} checkpoints scores the optimizer's
-*recommendation* (ZeroGrads: best point by default, its `reference` preset and PRDPT: the mean;
+*recommendation* (ZeroGrads presets: `recommendation="auto"`, theta during the run and the best
+evaluated point, theta's final evaluation included, at the end; PRDPT: the mean;
 Nevergrad: `provide_recommendation()`; sep-CMA: `xbest`). The tables give the median and min–max of
 the final recommendation's loss over seeds; "vs best peer" divides a median by the best median among
 the peers (every optimizer except ZeroGrads and its ablations), "ZeroGrads vs ES ablation" divides

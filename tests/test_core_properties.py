@@ -88,7 +88,7 @@ def boxes(draw: st.DrawFn) -> dict[str, Any]:
     sigma_scale=st.sampled_from([None, 0.5, 10.0]),
     jitter=st.sampled_from([0.0, 0.5]),
     estimator=st.sampled_from(["surrogate", "es"]),
-    recommendation=st.sampled_from(["best", "mean"]),
+    recommendation=st.sampled_from(["auto", "best", "mean"]),
     push=st.sampled_from([-1.0, 1.0]),
     seed=seeds,
 )
@@ -129,6 +129,28 @@ def test_bounds_hold_for_candidates_theta_and_recommendation(
         opt.tell(X, [push * float(np.sum(np.round(x, 1))) for x in X])  # a slope towards a face
         assert inside(opt.theta) and inside(opt.recommend())
     assert opt.iteration == 3 and opt.best_x is not None and inside(opt.best_x)
+
+
+@given(
+    budget=st.integers(1, 40),
+    batch=st.sampled_from([2, 4, 6]),
+    estimator=st.sampled_from(["surrogate", "es"]),
+    jitter=st.sampled_from([0.0, 0.5]),
+    one_at_a_time=st.booleans(),
+)
+@settings(max_examples=30)
+def test_last_candidate_of_the_budget_is_theta_and_auto_then_recommends_the_best(
+    budget: int, batch: int, estimator: str, jitter: float, one_at_a_time: bool
+) -> None:
+    opt = make_opt(3, budget=budget, batch_size=batch, estimator=estimator, jitter=jitter)
+    while opt.evaluations < budget:
+        assert np.array_equal(opt.recommend(), opt.theta)  # "auto" follows theta until the end
+        first, theta = opt.n_asked, opt.theta
+        X = opt.ask(1 if one_at_a_time else batch)
+        is_theta = [bool(np.allclose(x, theta, rtol=0, atol=1e-12)) for x in X]
+        assert is_theta == [first + i == budget - 1 for i in range(len(X))]
+        opt.tell(X, losses_of(X))
+    assert np.array_equal(opt.recommend(), opt.best_x)
 
 
 # ------------------------------------------------------------------- seeds and RNGs

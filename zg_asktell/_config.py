@@ -11,7 +11,7 @@ import numpy as np
 
 Estimator = Literal["surrogate", "es"]
 NonFinitePolicy = Literal["worst", "drop"]
-Recommendation = Literal["best", "mean"]
+Recommendation = Literal["auto", "best", "mean"]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -52,8 +52,11 @@ class ZeroGradsConfig:
         step_follows_sigma: scale the step size with the annealed sigma.
         nonfinite_policy: ``"worst"`` replaces a NaN/inf/missing loss by the worst finite
             loss of its update (pushes away from failing regions); ``"drop"`` ignores it.
-        recommendation: ``recommend()`` returns the current ``"mean"`` theta (measured
-            better on smooth and most non-smooth problems) or the ``"best"`` evaluated point.
+        recommendation: what ``recommend()`` returns: the current ``"mean"`` theta, the
+            ``"best"`` evaluated point, or ``"auto"``: theta until the budget is spent, then
+            the best evaluated point. With a budget, the last batch evaluates theta itself,
+            so at the end "best" is never worse than theta's last evaluation. Use "mean" on
+            noisy losses, where the best evaluation is biased by luck.
         device: torch device of the surrogate and of theta (``"cpu"``, ``"cuda"``...).
         dtype: ``"float32"`` or ``"float64"`` for torch computations.
     """
@@ -76,7 +79,7 @@ class ZeroGradsConfig:
     sigma_final: float = 0.2
     step_follows_sigma: bool = True
     nonfinite_policy: NonFinitePolicy = "worst"
-    recommendation: Recommendation = "mean"
+    recommendation: Recommendation = "auto"
     device: str = "cpu"
     dtype: Literal["float32", "float64"] = "float32"
 
@@ -92,7 +95,7 @@ class ZeroGradsConfig:
             )
         _check_choice(self, "estimator", ("surrogate", "es"))
         _check_choice(self, "nonfinite_policy", ("worst", "drop"))
-        _check_choice(self, "recommendation", ("best", "mean"))
+        _check_choice(self, "recommendation", ("auto", "best", "mean"))
         _check_choice(self, "dtype", ("float32", "float64"))
         _check_int(self, "hidden_width", 1)
         _check_int(self, "hidden_layers", 1)

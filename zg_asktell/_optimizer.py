@@ -195,8 +195,10 @@ class ZeroGrads:
         return self._best_loss
 
     def recommend(self) -> FloatArray:
-        """The best evaluated point (``recommendation="best"``) or the current theta."""
-        if self._config.recommendation == "best" and self._best_x is not None:
+        """The current theta or the best evaluated point, as ``recommendation`` says."""
+        choice = self._config.recommendation
+        spent = self._budget is not None and self._counters["told"] >= self._budget
+        if self._best_x is not None and (choice == "best" or (choice == "auto" and spent)):
             return self._best_x.copy()
         return self.theta
 
@@ -290,13 +292,17 @@ class ZeroGrads:
         if cfg.antithetic:
             noise = torch.stack([noise, -noise], dim=1).reshape(-1, self.dim)
         theta = self._theta.cpu().double()
+        first = self._counters["sampled"]
+        last = -1 if self._budget is None else self._budget - 1 - first
+        theta_rows = [last] if 0 <= last < len(noise) else []  # the budget's last candidate is theta
+        noise[theta_rows] = 0.0
         inputs = self._clip_z(theta + sigma * noise)
         offsets = (inputs - theta) / sigma
         asked = inputs
         if cfg.jitter > 0:
             jitter = torch.randn(inputs.shape, generator=self._generator, dtype=torch.float64)
+            jitter[theta_rows] = 0.0
             asked = self._clip_z(inputs + cfg.jitter * sigma * jitter)
-        first = self._counters["sampled"]
         self._counters["sampled"] += len(inputs)
         return [
             (
