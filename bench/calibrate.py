@@ -8,7 +8,16 @@ median final losses (of ``recommend()``). Sweeps:
   against the budget (chose the horizon rules);
 - ``surrogate``: surrogate design options at one budget;
 - ``defaults``: the surrogate default against its ES ablations, all with the horizon rule;
-- ``recommendation``: the best evaluated point instead of theta (compare with ``defaults``).
+- ``recommendation``: theta, the best evaluated point, or theta until the budget is spent and
+  then the best point (which includes theta, evaluated in the last batch);
+- ``averaged-steps``: the step size of ``es-averaged`` (its fair tuning for docs/surrogate.md);
+- ``paper``: the ``reference`` settings against the default and both ES ablations on tasks
+  shaped like the paper's (1-D toy, Rosenbrock, binary display, texture, digits network);
+- ``noise``: the same four on noisy objectives (Monte Carlo rendering, additive noise);
+- ``batch``: the default against ES at batch sizes 16, 64 and 256.
+
+``--plot PATH`` also draws the median loss against the budget, one panel per problem.
+Noisy problems are scored by their noiseless ``expected`` loss.
 """
 
 from __future__ import annotations
@@ -22,7 +31,16 @@ from typing import Any
 
 import numpy as np
 
-from bench.problems import Lander, Sphere, StepNetwork
+from bench.problems import (
+    AdditiveNoise,
+    HardEdge1D,
+    Lander,
+    LedDisplay,
+    MonteCarloRaster,
+    Rosenbrock,
+    Sphere,
+    StepNetwork,
+)
 from zg_asktell import minimize, preset
 from zg_asktell.problems import DiscRaster, PosterizedTexture, Problem, QuantizedQuadratic
 
@@ -34,7 +52,21 @@ PROBLEMS: dict[str, Callable[[], Problem]] = {
     "disc-raster-60": lambda: DiscRaster.make(10, seed=1),
     "lander-100": lambda: Lander.make(100, seed=0),
     "step-net-160": lambda: StepNetwork.make(160, seed=0),
+    "hard-edge-1d": lambda: HardEdge1D.make(1, seed=0),
+    "rosenbrock-2": lambda: Rosenbrock.make(2, seed=0),
+    "led-336": lambda: LedDisplay.make(336, seed=0),
+    "step-net-2410": lambda: StepNetwork.make(2410, seed=0),
+    "mc-raster-1002-1spp": lambda: MonteCarloRaster.noisy(167, samples=1, seed=1),
+    "quantized-quadratic-1000+1%noise": lambda: AdditiveNoise.around(
+        QuantizedQuadratic.make(1000, seed=1), 0.01
+    ),
+    "quantized-quadratic-1000+10%noise": lambda: AdditiveNoise.around(
+        QuantizedQuadratic.make(1000, seed=1), 0.1
+    ),
 }
+BASE_PROBLEMS = tuple(PROBLEMS)[:7]
+HIGH_DIMENSIONAL = ("quantized-quadratic-1000", "posterized-texture-3072", "disc-raster-1002")
+ESTIMATORS = ("reference", "default", "es", "es-averaged")
 Row = tuple[str, str, dict[str, Any]]
 SURROGATE_VARIANTS: tuple[dict[str, Any], ...] = (
     {},
@@ -50,15 +82,45 @@ SURROGATE_VARIANTS: tuple[dict[str, Any], ...] = (
     {"hidden_layers": 1},
 )
 SWEEPS: dict[str, list[Row]] = {
-    "steps": [(p, "es", {"lr": lr}) for p in PROBLEMS for lr in (0.05, 0.1, 0.2, 0.4, 0.8)],
-    "surrogate-steps": [(p, "default", {"lr": lr}) for p in PROBLEMS for lr in (0.025, 0.05, 0.1, 0.2, 0.4)],
+    "steps": [(p, "es", {"lr": lr}) for p in BASE_PROBLEMS for lr in (0.05, 0.1, 0.2, 0.4, 0.8)],
+    "surrogate-steps": [
+        (p, "default", {"lr": lr}) for p in BASE_PROBLEMS for lr in (0.025, 0.05, 0.1, 0.2, 0.4)
+    ],
+    "averaged-steps": [
+        (p, "es-averaged", {"lr": lr}) for p in HIGH_DIMENSIONAL for lr in (0.01, 0.02, 0.05, 0.1)
+    ],
     "surrogate": [
-        *[(p, "default", {}) for p in PROBLEMS],
+        *[(p, "default", {}) for p in BASE_PROBLEMS],
         *[("quantized-quadratic-1000", "default", change) for change in SURROGATE_VARIANTS[1:]],
         *[("posterized-texture-3072", "default", change) for change in SURROGATE_VARIANTS[1:]],
     ],
-    "defaults": [(p, name, {}) for p in PROBLEMS for name in ("default", "es", "es-averaged")],
-    "recommendation": [(p, name, {"recommendation": "best"}) for p in PROBLEMS for name in ("default", "es")],
+    "defaults": [(p, name, {}) for p in BASE_PROBLEMS for name in ("default", "es", "es-averaged")],
+    "recommendation": [
+        (p, name, {"recommendation": choice})
+        for p in BASE_PROBLEMS
+        for name in ("default", "es")
+        for choice in ("mean", "best", "auto")
+    ],
+    "paper": [
+        (p, name, {})
+        for p in ("hard-edge-1d", "rosenbrock-2", "led-336", "posterized-texture-3072", "step-net-2410")
+        for name in ESTIMATORS
+    ],
+    "noise": [
+        (p, name, {"recommendation": "mean"})  # the best evaluation of a noisy loss is biased by luck
+        for p in (
+            "mc-raster-1002-1spp",
+            "quantized-quadratic-1000+1%noise",
+            "quantized-quadratic-1000+10%noise",
+        )
+        for name in ESTIMATORS
+    ],
+    "batch": [
+        (p, name, {"batch_size": size})
+        for p in HIGH_DIMENSIONAL
+        for name in ("default", "es")
+        for size in (16, 64, 256)
+    ],
 }
 
 
@@ -77,7 +139,63 @@ def run(problem_name: str, preset_name: str, changes: dict[str, Any], budget: in
         config=preset(preset_name, **changes),
         progress=False,
     )
-    return problem(result.x)
+    return _score(problem)(result.x)
+
+
+def _label(preset_name: str, changes: dict[str, Any]) -> str:
+    return preset_name + "".join(f" {k}={v}" for k, v in changes.items())
+
+
+def table(sweep: str, budgets: list[int], medians: np.ndarray, seeds: int) -> str:
+    """Markdown: one row per (problem, preset, change), median loss per budget and its ratio
+    to preset ``es`` with the same change where the sweep has it."""
+    rows = SWEEPS[sweep]
+    es_rows = {(p, str(c)): i for i, (p, n, c) in enumerate(rows) if n == "es"}
+    starts = {p: _score(PROBLEMS[p]())(PROBLEMS[p]().x0) for p in dict.fromkeys(r[0] for r in rows)}
+    lines = [
+        f"`python -m bench.calibrate {sweep} --budgets {' '.join(map(str, budgets))} --seeds {seeds}`: "
+        f"median final loss over {seeds} seeds (in brackets: ratio to preset `es` with the same change)\n",
+        "| problem (start loss) | preset | change | " + " | ".join(f"budget {b}" for b in budgets) + " |",
+        "|---|---|---|" + "---|" * len(budgets),
+    ]
+    for i, (problem_name, preset_name, changes) in enumerate(rows):
+        es = es_rows.get((problem_name, str(changes)))
+        cells = [
+            f"{medians[i, j]:.4g}"
+            + (f" ({medians[i, j] / medians[es, j]:.2f}x)" if es not in (None, i) else "")
+            for j in range(len(budgets))
+        ]
+        start = starts[problem_name]
+        lines.append(
+            f"| {problem_name} ({start:.3g}) | {preset_name} | {changes or '-'} | {' | '.join(cells)} |"
+        )
+    return "\n".join(lines)
+
+
+def plot(sweep: str, budgets: list[int], medians: np.ndarray, path: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = SWEEPS[sweep]
+    problems = list(dict.fromkeys(r[0] for r in rows))
+    figure, axes = plt.subplots(1, len(problems), figsize=(3.6 * len(problems), 3.2), squeeze=False)
+    for ax, problem_name in zip(axes[0], problems):
+        for i, (name, preset_name, changes) in enumerate(rows):
+            if name == problem_name:
+                ax.plot(budgets, medians[i], marker="o", label=_label(preset_name, changes))
+        ax.set(title=problem_name, xscale="log", yscale="log", xlabel="evaluations")
+        ax.title.set_fontsize(9)
+    axes[0, 0].set_ylabel("median final loss")
+    axes[0, -1].legend(fontsize=7)
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+
+
+def _score(problem: Problem) -> Callable[[np.ndarray], float]:
+    return getattr(problem, "expected", problem)
+
 
 def main() -> None:
     parser = argparse.ArgumentParser(
@@ -86,22 +204,18 @@ def main() -> None:
     parser.add_argument("sweep", choices=sorted(SWEEPS))
     parser.add_argument("--budgets", type=int, nargs="+", default=[960, 3000, 10000])
     parser.add_argument("--seeds", type=int, default=2)
+    parser.add_argument("--plot", metavar="PATH", help="PNG of median loss against budget")
     args = parser.parse_args()
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     rows, seeds, start = SWEEPS[args.sweep], args.seeds, time.perf_counter()
     jobs = [(p, n, c, b, s) for p, n, c in rows for b in args.budgets for s in range(seeds)]
     with ProcessPoolExecutor(2) as pool:
         losses = np.array(list(pool.map(run, *zip(*jobs)))).reshape(len(rows), len(args.budgets), seeds)
-    starts = {p: make()(make().x0) for p, make in PROBLEMS.items()}
-    print(f"`python -m bench.calibrate {args.sweep}`: median final loss over {seeds} seeds, batches of 16\n")
-    print(
-        "| problem (start loss) | preset | change | " + " | ".join(f"budget {b}" for b in args.budgets) + " |"
-    )
-    print("|---|---|---|" + "---|" * len(args.budgets))
-    for (problem_name, preset_name, changes), row in zip(rows, losses):
-        cells = " | ".join(f"{np.median(values):.4g}" for values in row)
-        print(f"| {problem_name} ({starts[problem_name]:.3g}) | {preset_name} | {changes or '-'} | {cells} |")
+    medians = np.median(losses, axis=2)
+    print(table(args.sweep, args.budgets, medians, seeds))
     print(f"\n{time.perf_counter() - start:.0f} s on {os.cpu_count()} cores")
+    if args.plot:
+        plot(args.sweep, args.budgets, medians, args.plot)
 
 
 if __name__ == "__main__":

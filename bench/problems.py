@@ -216,6 +216,128 @@ class Lander(Problem):
         return float(abs(px[k] - self.pad) / 20 + speed / 5 + (speed > self.safe_speed) + 0.05 * fuel)
 
 
+@dataclass
+class HardEdge1D(Problem):
+    """The paper's 1-D toy in shape: a box of width 0.4 at ``x`` drawn on 64 pixels (hard
+    edges), squared error to the box at 0.5; a staircase with a plateau once they part."""
+
+    pixels = 64
+    width = 0.4
+    goal = 0.5
+
+    @classmethod
+    def make(cls, dim: int = 1, seed: int = 0) -> HardEdge1D:
+        if dim != 1:
+            raise ValueError(f"hard-edge-1d has one parameter, got dimension {dim}")
+        lower, upper = _box(1, -1.0, 1.0)
+        start = np.random.default_rng(seed).uniform(-0.3, -0.1, 1)
+        return cls(name="hard-edge-1d", x0=start, lower=lower, upper=upper)
+
+    def _draw(self, position: float) -> FloatArray:
+        grid = (np.arange(self.pixels) + 0.5) / self.pixels * 2 - 1
+        return (np.abs(grid - position) < self.width / 2).astype(np.float64)
+
+    def __call__(self, x: npt.ArrayLike) -> float:
+        position = float(np.asarray(x, dtype=np.float64).reshape(-1)[0])
+        return float(np.mean((self._draw(position) - self._draw(self.goal)) ** 2))
+
+
+@dataclass
+class LedDisplay(Problem):
+    """The paper's binary display in shape: a grid of on/off LEDs (on where ``x > 0``)
+    blurred onto a screen at twice the resolution, squared error to a target pattern."""
+
+    rows_blur: FloatArray = field(repr=False, default_factory=lambda: np.zeros((1, 1)))
+    cols_blur: FloatArray = field(repr=False, default_factory=lambda: np.zeros((1, 1)))
+    target: FloatArray = field(repr=False, default_factory=lambda: np.zeros((1, 1)))
+
+    @classmethod
+    def make(cls, dim: int, seed: int = 0) -> LedDisplay:
+        rows = max(r for r in range(1, math.isqrt(dim) + 1) if dim % r == 0)
+        blurs = [_blur_matrix(n) for n in (rows, dim // rows)]
+        lower, upper = _box(dim, -1.0, 1.0)
+        problem = cls(
+            name=f"led-{dim}",
+            x0=np.full(dim, -0.2),
+            lower=lower,
+            upper=upper,
+            rows_blur=blurs[0],
+            cols_blur=blurs[1],
+        )
+        pattern = np.random.default_rng(seed).uniform(-1, 1, dim) * (np.arange(dim) % 3 == 0)
+        problem.target = problem.render(pattern)
+        return problem
+
+    def render(self, x: npt.ArrayLike) -> FloatArray:
+        on = (np.asarray(x, dtype=np.float64) > 0).astype(np.float64)
+        return self.rows_blur @ on.reshape(len(self.rows_blur.T), -1) @ self.cols_blur.T
+
+    def __call__(self, x: npt.ArrayLike) -> float:
+        return float(np.mean((self.render(x) - self.target) ** 2))
+
+
+def _blur_matrix(leds: int) -> FloatArray:
+    """(2 leds, leds): each LED's light spread over the screen pixels (Gaussian, 1 pixel)."""
+    pixels = (np.arange(2 * leds) + 0.5) / 2
+    return np.exp(-0.5 * (pixels[:, None] - (np.arange(leds) + 0.5)[None, :]) ** 2 / 0.5**2)
+
+
+@dataclass
+class MonteCarloRaster(DiscRaster):
+    """``DiscRaster`` rendered like a path tracer: ``samples`` random sub-pixel positions per
+    pixel and call, so every evaluation is noisy; ``expected`` scores with 8x8 stratified
+    samples (the converged image)."""
+
+    samples: int = 1
+    rng: np.random.Generator = field(repr=False, default_factory=lambda: np.random.default_rng(0))
+
+    @classmethod
+    def noisy(cls, n_discs: int, samples: int, seed: int = 0) -> MonteCarloRaster:
+        base = DiscRaster.make(n_discs, seed=seed)
+        fields = {name: getattr(base, name) for name in ("name", "x0", "lower", "upper", "target", "size")}
+        problem = cls(**fields, samples=samples, rng=np.random.default_rng(seed + 1))
+        problem.name = f"mc-raster-{problem.dim}-{samples}spp"
+        return problem
+
+    def __call__(self, x: npt.ArrayLike) -> float:
+        offsets = self.rng.uniform(0, 1, (self.samples, self.size, self.size, 2))
+        return float(np.mean((np.mean([self.render(x, o) for o in offsets], axis=0) - self.target) ** 2))
+
+    def expected(self, x: npt.ArrayLike) -> float:
+        strata = (np.stack(np.meshgrid(np.arange(8), np.arange(8)), -1).reshape(-1, 2) + 0.5) / 8
+        offsets = np.broadcast_to(strata[:, None, None, :], (64, self.size, self.size, 2))
+        return float(np.mean((np.mean([self.render(x, o) for o in offsets], axis=0) - self.target) ** 2))
+
+
+@dataclass
+class AdditiveNoise(Problem):
+    """``base(x)`` plus Gaussian noise of standard deviation ``scale`` on every call;
+    ``expected`` is the noiseless loss."""
+
+    base: Problem = field(repr=False, default_factory=lambda: Sphere.make(1))
+    scale: float = 0.0
+    rng: np.random.Generator = field(repr=False, default_factory=lambda: np.random.default_rng(0))
+
+    @classmethod
+    def around(cls, base: Problem, relative: float, seed: int = 0) -> AdditiveNoise:
+        """Noise of ``relative`` times the loss at the start point."""
+        return cls(
+            name=f"{base.name}+{relative:g}noise",
+            x0=base.x0,
+            lower=base.lower,
+            upper=base.upper,
+            base=base,
+            scale=relative * base(base.x0),
+            rng=np.random.default_rng(seed + 1),
+        )
+
+    def __call__(self, x: npt.ArrayLike) -> float:
+        return self.base(x) + self.scale * float(self.rng.standard_normal())
+
+    def expected(self, x: npt.ArrayLike) -> float:
+        return self.base(x)
+
+
 def _texture(dim: int, seed: int) -> PosterizedTexture:
     side = math.isqrt(dim // 3)
     if 3 * side * side != dim:

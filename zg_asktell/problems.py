@@ -101,12 +101,16 @@ class DiscRaster(Problem):
         problem.target = problem.render(rng.uniform(0, 1, dim))
         return problem
 
-    def render(self, x: npt.ArrayLike) -> FloatArray:
-        """The (size, size, 3) image of parameters ``x``."""
+    def render(self, x: npt.ArrayLike, offset: FloatArray | None = None) -> FloatArray:
+        """The (size, size, 3) image of parameters ``x``, sampled at each pixel's centre or
+        at sub-pixel positions ``offset`` (size, size, 2) in [0, 1)."""
         discs = np.clip(np.asarray(x, dtype=np.float64), 0, 1).reshape(-1, 6)
-        grid = (np.arange(self.size) + 0.5) / self.size
-        dx = grid[None, None, :] - discs[:, 0, None, None]
-        dy = grid[None, :, None] - discs[:, 1, None, None]
+        cells = np.arange(self.size)
+        offset = np.full((self.size, self.size, 2), 0.5) if offset is None else offset
+        px = (cells[None, :] + offset[..., 0]) / self.size
+        py = (cells[:, None] + offset[..., 1]) / self.size
+        dx = px[None] - discs[:, 0, None, None]
+        dy = py[None] - discs[:, 1, None, None]
         inside = dx**2 + dy**2 < (0.3 * discs[:, 2, None, None]) ** 2
         top = len(discs) - 1 - np.argmax(inside[::-1], axis=0)
         image = discs[top, 3:]
