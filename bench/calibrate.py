@@ -14,7 +14,9 @@ median final losses (of ``recommend()``). Sweeps:
 - ``paper``: the ``reference`` settings against the default and both ES ablations on tasks
   shaped like the paper's (1-D toy, Rosenbrock, binary display, texture, digits network);
 - ``noise``: the same four on noisy objectives (Monte Carlo rendering, additive noise);
-- ``batch``: the default against ES at batch sizes 16, 64 and 256.
+- ``batch``: the default against ES at batch sizes 16, 64 and 256;
+- ``designs``: surrogate options that use the model beyond one gradient (several theta
+  steps per batch), and its capacity and pace, against ES at 1,000-3,072 dimensions.
 
 ``--plot PATH`` also draws the median loss against the budget, one panel per problem.
 Noisy problems are scored by their noiseless ``expected`` loss.
@@ -114,6 +116,18 @@ SWEEPS: dict[str, list[Row]] = {
             "quantized-quadratic-1000+10%noise",
         )
         for name in ESTIMATORS
+    ],
+    "designs": [
+        (p, name, change)
+        for p in HIGH_DIMENSIONAL
+        for name, change in (
+            ("es", {}),
+            ("default", {}),
+            ("default", {"theta_steps": 3}),
+            ("default", {"theta_steps": 3, "fit_steps": 10}),
+            ("default", {"hidden_width": 128}),
+            ("default", {"lr_surrogate": 3e-4}),
+        )
     ],
     "batch": [
         (p, name, {"batch_size": size})

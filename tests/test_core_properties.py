@@ -425,3 +425,15 @@ def test_asking_one_at_a_time_yields_antithetic_pairs(
     np.testing.assert_array_equal(Y[:common], X[:common])
     for rows in (X, Y[: len(Y) // 2 * 2]):
         np.testing.assert_allclose(rows[::2] - theta, -(rows[1::2] - theta), rtol=1e-9, atol=1e-12)
+
+
+@pytest.mark.parametrize("averaging", [0.0, 0.9])
+@pytest.mark.parametrize(("budget", "expected"), [(None, 0.1), (16 * 25, 0.5), (16 * 10**6, 0.02)])
+def test_first_step_has_the_horizon_length(averaging: float, budget: int | None, expected: float) -> None:
+    """Adam's first step is ``lr`` on every coordinate: ``2.5/sqrt(updates)`` clipped to
+    [0.02, 1] (0.1 without a budget), times ``sqrt(1 - rho)``, in units of the current sigma."""
+    opt = ZeroGrads(np.zeros(6), 2.0, budget=budget, seed=0, estimator="es", gradient_averaging=averaging)
+    X = opt.ask()
+    opt.tell(X, [float(np.sum(np.round(x) + x)) for x in X])
+    lr = expected * math.sqrt(1 - averaging)
+    np.testing.assert_allclose(np.abs(opt.theta), lr * opt.sigma, rtol=1e-5)

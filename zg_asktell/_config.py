@@ -46,7 +46,8 @@ class ZeroGradsConfig:
         theta_steps: Adam steps on theta per update (k_theta); 1 for ``"es"``.
         lr: Adam step size on theta in units of the current sigma (normalised space);
             ``None`` scales it to the horizon: ``2.5 / sqrt(budget / batch_size)`` clipped
-            to [0.02, 1] when the budget is known (docs/calibration.md), else 0.1.
+            to [0.02, 1] when the budget is known (docs/calibration.md), else 0.1; either
+            times ``sqrt(1 - gradient_averaging)``.
         sigma_final: sigma at the end of the budget as a fraction of the initial sigma;
             annealed geometrically over ``budget`` evaluations (held when no budget is given).
         step_follows_sigma: scale the step size with the annealed sigma.
