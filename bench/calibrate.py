@@ -127,6 +127,7 @@ SWEEPS: dict[str, list[Row]] = {
             ("default", {"theta_steps": 3, "fit_steps": 10}),
             ("default", {"hidden_width": 128}),
             ("default", {"lr_surrogate": 3e-4}),
+            ("default", {"lr": 0.03}),
         )
     ],
     "batch": [
@@ -176,7 +177,7 @@ def table(sweep: str, budgets: list[int], medians: np.ndarray, seeds: int) -> st
         es = es_rows.get((problem_name, str(changes)))
         cells = [
             f"{medians[i, j]:.4g}"
-            + (f" ({medians[i, j] / medians[es, j]:.2f}x)" if es not in (None, i) else "")
+            + ("" if es in (None, i) else f" ({_ratio(medians[i, j], medians[es, j])})")
             for j in range(len(budgets))
         ]
         start = starts[problem_name]
@@ -184,6 +185,12 @@ def table(sweep: str, budgets: list[int], medians: np.ndarray, seeds: int) -> st
             f"| {problem_name} ({start:.3g}) | {preset_name} | {changes or '-'} | {' | '.join(cells)} |"
         )
     return "\n".join(lines)
+
+
+def _ratio(value: float, es: float) -> str:
+    if es > 0:
+        return f"{value / es:.2f}x"
+    return "both 0" if value == 0 else "ES reached 0"
 
 
 def plot(sweep: str, budgets: list[int], medians: np.ndarray, path: str) -> None:
