@@ -13,7 +13,8 @@ median final losses (of ``recommend()``). Sweeps:
 - ``averaged-steps``: the step size of ``es-averaged`` (its fair tuning for docs/surrogate.md);
 - ``paper``: the ``reference`` settings against the default and both ES ablations on tasks
   shaped like the paper's (1-D toy, Rosenbrock, binary display, texture, digits network);
-- ``noise``: the same four on noisy objectives (Monte Carlo rendering, additive noise);
+- ``noise``: the same four on noisy objectives (Monte Carlo rendering, additive noise), and
+  three of them with sigma held and a short fixed step, as the reference does;
 - ``batch``: the default against ES at batch sizes 16, 64 and 256;
 - ``designs``: surrogate options that use the model beyond one gradient (several theta
   steps per batch), and its capacity and pace, against ES at 1,000-3,072 dimensions.
@@ -69,6 +70,7 @@ PROBLEMS: dict[str, Callable[[], Problem]] = {
 BASE_PROBLEMS = tuple(PROBLEMS)[:7]
 HIGH_DIMENSIONAL = ("quantized-quadratic-1000", "posterized-texture-3072", "disc-raster-1002")
 ESTIMATORS = ("reference", "default", "es", "es-averaged")
+MEAN = {"recommendation": "mean"}  # on a noisy loss the best evaluation is biased by luck
 Row = tuple[str, str, dict[str, Any]]
 SURROGATE_VARIANTS: tuple[dict[str, Any], ...] = (
     {},
@@ -109,13 +111,16 @@ SWEEPS: dict[str, list[Row]] = {
         for name in ESTIMATORS
     ],
     "noise": [
-        (p, name, {"recommendation": "mean"})  # the best evaluation of a noisy loss is biased by luck
+        (p, name, change)
         for p in (
             "mc-raster-1002-1spp",
             "quantized-quadratic-1000+1%noise",
             "quantized-quadratic-1000+10%noise",
         )
-        for name in ESTIMATORS
+        for name, change in (
+            *[(name, MEAN) for name in ESTIMATORS],
+            *[(name, {**MEAN, "sigma_final": 1.0, "lr": 0.01}) for name in ("default", "es", "es-averaged")],
+        )
     ],
     "designs": [
         (p, name, change)
