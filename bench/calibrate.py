@@ -70,7 +70,7 @@ PROBLEMS: dict[str, Callable[[], Problem]] = {
 BASE_PROBLEMS = tuple(PROBLEMS)[:7]
 HIGH_DIMENSIONAL = ("quantized-quadratic-1000", "posterized-texture-3072", "disc-raster-1002")
 ESTIMATORS = ("reference", "default", "es", "es-averaged")
-MEAN = {"recommendation": "mean"}  # on a noisy loss the best evaluation is biased by luck
+MEAN: dict[str, Any] = {"recommendation": "mean"}  # on a noisy loss the best evaluation is biased by luck
 Row = tuple[str, str, dict[str, Any]]
 SURROGATE_VARIANTS: tuple[dict[str, Any], ...] = (
     {},
