@@ -174,12 +174,12 @@ def table(sweep: str, budgets: list[int], medians: np.ndarray, seeds: int) -> st
     starts = {p: _score(PROBLEMS[p]())(PROBLEMS[p]().x0) for p in dict.fromkeys(r[0] for r in rows)}
     lines = [
         f"`python -m bench.calibrate {sweep} --budgets {' '.join(map(str, budgets))} --seeds {seeds}`: "
-        f"median final loss over {seeds} seeds (in brackets: ratio to preset `es` with the same change)\n",
+        f"median final loss over {seeds} seeds (in brackets: ratio to preset `es` with the same change, or with none)\n",
         "| problem (start loss) | preset | change | " + " | ".join(f"budget {b}" for b in budgets) + " |",
         "|---|---|---|" + "---|" * len(budgets),
     ]
     for i, (problem_name, preset_name, changes) in enumerate(rows):
-        es = es_rows.get((problem_name, str(changes)))
+        es = es_rows.get((problem_name, str(changes)), es_rows.get((problem_name, "{}")))
         cells = [
             f"{medians[i, j]:.4g}"
             + ("" if es in (None, i) else f" ({_ratio(medians[i, j], medians[es, j])})")
