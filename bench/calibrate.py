@@ -174,7 +174,8 @@ def table(sweep: str, budgets: list[int], medians: np.ndarray, seeds: int) -> st
     starts = {p: _score(PROBLEMS[p]())(PROBLEMS[p]().x0) for p in dict.fromkeys(r[0] for r in rows)}
     lines = [
         f"`python -m bench.calibrate {sweep} --budgets {' '.join(map(str, budgets))} --seeds {seeds}`: "
-        f"median final loss over {seeds} seeds (in brackets: ratio to preset `es` with the same change, or with none)\n",
+        f"median final loss over {seeds} seeds (in brackets: ratio to preset `es` with the same "
+        "change, or with none)\n",
         "| problem (start loss) | preset | change | " + " | ".join(f"budget {b}" for b in budgets) + " |",
         "|---|---|---|" + "---|" * len(budgets),
     ]
@@ -206,15 +207,28 @@ def plot(sweep: str, budgets: list[int], medians: np.ndarray, path: str) -> None
 
     rows = SWEEPS[sweep]
     problems = list(dict.fromkeys(r[0] for r in rows))
-    figure, axes = plt.subplots(1, len(problems), figsize=(3.6 * len(problems), 3.2), squeeze=False)
+    figure, axes = plt.subplots(1, len(problems), figsize=(3.6 * len(problems), 3.4), squeeze=False)
     for ax, problem_name in zip(axes[0], problems):
-        for i, (name, preset_name, changes) in enumerate(rows):
-            if name == problem_name:
-                ax.plot(budgets, medians[i], marker="o", label=_label(preset_name, changes))
-        ax.set(title=problem_name, xscale="log", yscale="log", xlabel="evaluations")
-        ax.title.set_fontsize(9)
-    axes[0, 0].set_ylabel("median final loss")
-    axes[0, -1].legend(fontsize=7)
+        mine = [i for i, row in enumerate(rows) if row[0] == problem_name]
+        labels = [_label(*rows[i][1:]) for i in mine]
+        if len(budgets) == 1:  # one budget: a bar per variant
+            ax.barh(labels, medians[mine, 0], color=[f"C{k}" for k in range(len(mine))])
+            ax.invert_yaxis()
+            ax.tick_params(axis="y", labelsize=7)
+            ax.set_xlabel(f"median loss at {budgets[0]} evaluations", fontsize=8)
+        else:
+            for k, i in enumerate(mine):
+                ax.plot(budgets, medians[i], marker="o", color=f"C{k}", label=labels[k])
+            positive = medians[mine][medians[mine] > 0]
+            ax.set_yscale("symlog", linthresh=float(positive.min()) / 2 if positive.size else 1e-9)
+            ax.set_xscale("log")
+            ax.set_xticks(budgets, [str(b) for b in budgets], minor=False)
+            ax.minorticks_off()
+            ax.set_xlabel("evaluations")
+        ax.set_title(problem_name, fontsize=9)
+    if len(budgets) > 1:
+        axes[0, 0].set_ylabel("median final loss (0 at the bottom)")
+        axes[0, -1].legend(fontsize=7)
     figure.tight_layout()
     figure.savefig(path, dpi=110)
 
