@@ -1,0 +1,73 @@
+"""The problems and experiments behind docs/surrogate.md behave as the page says."""
+
+from __future__ import annotations
+
+import math
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from bench.calibrate import PROBLEMS, SWEEPS, table  # noqa: E402
+from bench.problems import AdditiveNoise, HardEdge1D, LedDisplay, MonteCarloRaster, Sphere  # noqa: E402
+
+
+def test_hard_edge_1d_is_zero_at_the_goal_and_flat_once_the_boxes_part() -> None:
+    problem = HardEdge1D.make(1)
+    assert problem([HardEdge1D.goal]) == 0.0
+    assert problem([-0.6]) == problem([-0.7]) > 0  # no overlap: a plateau
+    with pytest.raises(ValueError, match="one parameter"):
+        HardEdge1D.make(2)
+
+
+def test_led_display_depends_only_on_which_leds_are_on() -> None:
+    problem = LedDisplay.make(336, seed=0)
+    x = np.random.default_rng(1).uniform(-1, 1, 336)
+    assert problem(x) == problem(x * 0.5)  # same signs, same LEDs
+    pattern = np.random.default_rng(0).uniform(-1, 1, 336) * (np.arange(336) % 3 == 0)  # make()'s
+    assert problem(pattern) == 0.0
+    assert problem(problem.x0) > 0
+
+
+def test_monte_carlo_raster_is_noisy_and_its_expected_loss_is_not() -> None:
+    problem = MonteCarloRaster.noisy(10, samples=1, seed=0)
+    calls = {problem(problem.x0) for _ in range(4)}
+    assert len(calls) == 4
+    assert problem.expected(problem.x0) == problem.expected(problem.x0)
+    assert abs(np.mean(list(calls)) - problem.expected(problem.x0)) < 0.1 * problem.expected(problem.x0)
+
+
+def test_additive_noise_scales_with_the_start_loss() -> None:
+    base = Sphere.make(5)
+    problem = AdditiveNoise.around(base, 0.1, seed=0)
+    values = [problem(base.x0) for _ in range(400)]
+    assert problem.expected(base.x0) == base(base.x0)
+    assert np.std(values) == pytest.approx(0.1 * base(base.x0), rel=0.15)
+
+
+def test_every_sweep_names_known_problems_and_valid_presets() -> None:
+    from zg_asktell import preset
+
+    for rows in SWEEPS.values():
+        for problem_name, preset_name, changes in rows:
+            assert problem_name in PROBLEMS
+            preset(preset_name, **changes)  # raises on a bad option
+
+
+def test_table_prints_ratios_to_es_and_names_zeros() -> None:
+    medians = np.array([[0.2, 0.0], [0.1, 0.0], [0.1, 0.0], [0.05, 0.0]])
+    text = table("paper", [3000, 30000], np.vstack([medians] * 5), seeds=3)
+    assert "| hard-edge-1d (0.391) | default | - | 0.1 (1.00x) | 0 (both 0) |" in text
+    assert "| hard-edge-1d (0.391) | reference | - | 0.2 (2.00x) | 0 (both 0) |" in text
+
+
+@pytest.mark.slow
+def test_amortised_training_learns_with_both_estimators() -> None:
+    from bench.amortised import train
+
+    for method in ("es", "surrogate"):
+        losses = train(method, 1e-3, [640, 6400], seed=0)
+        assert all(math.isfinite(v) for v in losses)
+        assert losses[1] < 0.9 * 0.123  # below drawing nothing (0.123)
