@@ -650,7 +650,17 @@ the memory cap: those runs are listed as failed.
   `--from-results` re-renders tables, figures and docs from `results.json` without running.
 """
     DOCS.parent.mkdir(parents=True, exist_ok=True)
-    DOCS.write_text(text)
+    DOCS.write_text(text.replace("## Scaling of ZeroGrads", _kept_reading() + "## Scaling of ZeroGrads", 1))
+
+
+def _kept_reading() -> str:
+    """The hand-written "## Reading" section of the current page, kept across refreshes."""
+    old = DOCS.read_text() if DOCS.exists() else ""
+    start = old.find("## Reading")
+    if start < 0:
+        return ""
+    end = old.find("\n## ", start + 1)
+    return old[start : end + 1 if end >= 0 else len(old)]
 
 
 def _problem_list() -> str:
