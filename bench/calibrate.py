@@ -207,7 +207,12 @@ def plot(sweep: str, budgets: list[int], medians: np.ndarray, path: str) -> None
 
     rows = SWEEPS[sweep]
     problems = list(dict.fromkeys(r[0] for r in rows))
-    figure, axes = plt.subplots(1, len(problems), figsize=(3.6 * len(problems), 3.4), squeeze=False)
+    figure, axes = plt.subplots(
+        1,
+        len(problems),
+        figsize=(max(7.2, 3.6 * len(problems)), 3.4 + 0.2 * (len(budgets) > 1) * len(rows) / len(problems)),
+        squeeze=False,
+    )
     for ax, problem_name in zip(axes[0], problems):
         mine = [i for i, row in enumerate(rows) if row[0] == problem_name]
         labels = [_label(*rows[i][1:]) for i in mine]
@@ -226,10 +231,13 @@ def plot(sweep: str, budgets: list[int], medians: np.ndarray, path: str) -> None
             ax.minorticks_off()
             ax.set_xlabel("evaluations")
         ax.set_title(problem_name, fontsize=9)
+    legend_rows = 0
     if len(budgets) > 1:
         axes[0, 0].set_ylabel("median final loss (0 at the bottom)")
-        axes[0, -1].legend(fontsize=7)
-    figure.tight_layout()
+        handles, labels = axes[0, 0].get_legend_handles_labels()
+        legend_rows = -(-len(labels) // 3)
+        figure.legend(handles, labels, loc="lower center", ncol=3, fontsize=7)
+    figure.tight_layout(rect=(0, 0.05 * legend_rows, 1, 1))
     figure.savefig(path, dpi=110)
 
 
