@@ -9,8 +9,9 @@ gradient, so the gradient with respect to the parameters is estimated, then back
 through the encoder (exactly, by autograd):
 
 - ``es``: per image, one antithetic pair ``p +- sigma*eps`` (2 renders per image and step);
-- ``surrogate``: one render per image at ``p + sigma*eps``; a warm-started MLP fitted online
-  to (parameters, rendered image) pairs of every image seen recently (a learned, Gaussian
+- ``surrogate``: :class:`zg_asktell.amortised.LearnedSmoothing` around the renderer: one
+  render per image at ``p + sigma*eps``; a warm-started MLP fitted online to the
+  (parameters, rendered image) pairs of every image seen recently (a learned, Gaussian
   smoothed renderer shared by all images, no pre-training) supplies the gradient.
 
 Both take Adam steps on the encoder with the same step size, the best of a small sweep
@@ -26,6 +27,7 @@ from concurrent.futures import ProcessPoolExecutor
 import numpy as np
 import torch
 
+from zg_asktell.amortised import LearnedSmoothing
 from zg_asktell.problems import DiscRaster
 
 SIZE, SIGMA, BATCH = 16, 0.1, 32
@@ -41,24 +43,6 @@ def _data(seed: int) -> tuple[DiscRaster, torch.Tensor, torch.Tensor, torch.Tens
     return renderer, tensor[:1792], tensor[1792:], tensor.mean(0), tensor.std(0) + 0.1
 
 
-class SmoothedRenderer(torch.nn.Module):
-    """MLP from disc parameters (with a 4-octave positional encoding) to the image."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.frequencies = 2.0 ** torch.arange(4) * torch.pi
-        self.net = torch.nn.Sequential(
-            torch.nn.Linear(6 * 9, 256), torch.nn.LeakyReLU(0.01),
-            torch.nn.Linear(256, 256), torch.nn.LeakyReLU(0.01),
-            torch.nn.Linear(256, 3 * SIZE * SIZE),
-        )  # fmt: skip
-
-    def forward(self, p: torch.Tensor) -> torch.Tensor:
-        angles = p[..., None] * self.frequencies
-        encoded = torch.cat([p, torch.sin(angles).flatten(-2), torch.cos(angles).flatten(-2)], -1)
-        return self.net(encoded)  # type: ignore[no-any-return]
-
-
 def train(method: str, lr: float, renders: list[int], seed: int) -> list[float]:
     """Held-out loss after each of ``renders`` renders (ascending)."""
     torch.manual_seed(seed)
@@ -66,46 +50,35 @@ def train(method: str, lr: float, renders: list[int], seed: int) -> list[float]:
     renderer, train_images, test_images, mean, std = _data(seed)
     encoder = torch.nn.Linear(train_images.shape[1], 6)
     optimizer = torch.optim.Adam(encoder.parameters(), lr=lr)
-    proxy = SmoothedRenderer()
-    proxy_optimizer = torch.optim.Adam(proxy.parameters(), lr=1e-3)
-    memory_p, memory_images = torch.zeros(0, 6), torch.zeros(0, train_images.shape[1])
+
+    def render_rows(p: np.ndarray) -> np.ndarray:
+        return np.stack([renderer.render(q).ravel() for q in p])
+
+    smoothed = LearnedSmoothing(render_rows, 6, train_images.shape[1], sigma=SIGMA, seed=seed)
 
     def encode(images: torch.Tensor) -> torch.Tensor:
         return torch.sigmoid(encoder((images - mean) / std))
 
-    def render(p: torch.Tensor) -> torch.Tensor:
-        return torch.as_tensor(np.stack([renderer.render(q).ravel() for q in p.numpy()]), dtype=torch.float32)
-
     def loss(p: torch.Tensor, images: torch.Tensor) -> torch.Tensor:
-        return ((render(p) - images) ** 2).mean(1)
+        rendered = torch.as_tensor(render_rows(p.detach().numpy()), dtype=torch.float32)
+        return ((rendered - images) ** 2).mean(1)
 
     scores: list[float] = []
     done = 0
     while len(scores) < len(renders):
         images = train_images[torch.randint(len(train_images), (BATCH,))]
         p = encode(images)
-        eps = SIGMA * torch.randn(p.shape)
-        q = p.detach() + eps
         if method == "es":
-            differences = loss(q.clamp(0, 1), images) - loss((p.detach() - eps).clamp(0, 1), images)
-            grad_p = differences[:, None] * eps / (2 * SIGMA**2) / BATCH
+            eps = SIGMA * torch.randn(p.shape)
+            q = p.detach()
+            differences = loss(q + eps, images) - loss(q - eps, images)
+            optimizer.zero_grad()
+            torch.autograd.backward([p], [differences[:, None] * eps / (2 * SIGMA**2) / BATCH])
             done += 2 * BATCH
         else:
-            q = q.clamp(0, 1)
-            memory_p = torch.cat([memory_p, q])[-4096:]
-            memory_images = torch.cat([memory_images, render(q)])[-4096:]
-            for _ in range(2):
-                pick = torch.randint(len(memory_p), (256,))
-                fit = ((proxy(memory_p[pick]) - memory_images[pick]) ** 2).mean()
-                proxy_optimizer.zero_grad()
-                fit.backward()
-                proxy_optimizer.step()
-            anchor = p.detach().requires_grad_(True)
-            (grad_anchor,) = torch.autograd.grad(((proxy(anchor) - images) ** 2).mean(1).sum(), anchor)
-            grad_p = grad_anchor / BATCH
+            optimizer.zero_grad()
+            ((smoothed(p) - images) ** 2).mean(1).mean().backward()
             done += BATCH
-        optimizer.zero_grad()
-        torch.autograd.backward([p], [grad_p])
         optimizer.step()
         while len(scores) < len(renders) and done >= renders[len(scores)]:
             with torch.no_grad():
