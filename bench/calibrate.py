@@ -171,7 +171,8 @@ def table(sweep: str, budgets: list[int], medians: np.ndarray, seeds: int) -> st
     to preset ``es`` with the same change where the sweep has it."""
     rows = SWEEPS[sweep]
     es_rows = {(p, str(c)): i for i, (p, n, c) in enumerate(rows) if n == "es"}
-    starts = {p: _score(PROBLEMS[p]())(PROBLEMS[p]().x0) for p in dict.fromkeys(r[0] for r in rows)}
+    problems = {p: PROBLEMS[p]() for p in dict.fromkeys(r[0] for r in rows)}
+    starts = {p: _score(problem)(problem.x0) for p, problem in problems.items()}
     lines = [
         f"`python -m bench.calibrate {sweep} --budgets {' '.join(map(str, budgets))} --seeds {seeds}`: "
         f"median final loss over {seeds} seeds (in brackets: ratio to preset `es` with the same "
