@@ -15,6 +15,7 @@ median final losses (of ``recommend()``). Sweeps:
   shaped like the paper's (1-D toy, Rosenbrock, binary display, texture, digits network);
 - ``noise``: the same four on noisy objectives (Monte Carlo rendering, additive noise), and
   three of them with sigma held and a short fixed step, as the reference does;
+- ``hold``: sigma held for a fraction of the budget before its anneal (as PRDPT does);
 - ``batch``: the default against ES at batch sizes 16, 64 and 256;
 - ``designs``: surrogate options that use the model beyond one gradient (several theta
   steps per batch), and its capacity and pace, against ES at 1,000-3,072 dimensions.
@@ -134,6 +135,12 @@ SWEEPS: dict[str, list[Row]] = {
             ("default", {"lr_surrogate": 3e-4}),
             ("default", {"lr": 0.03}),
         )
+    ],
+    "hold": [
+        (p, name, {"sigma_hold": hold})
+        for p in (*HIGH_DIMENSIONAL, "lander-100", "step-net-2410")
+        for name in ("default", "es")
+        for hold in (0.0, 0.25, 0.5)
     ],
     "batch": [
         (p, name, {"batch_size": size})

@@ -163,12 +163,11 @@ for field in POSITIVE_FLOATS:
 for field in NONNEGATIVE_FLOATS:
     for value in (-1e-9, NAN, INF, "0", False):
         CONFIG_CASES.append(_config_case(field, value, rf"{field}=.* must be a finite number >= 0\.0"))
-for value in (-0.1, 1.0, 1.5, NAN, INF, "0.9"):
-    CONFIG_CASES.append(
-        _config_case(
-            "gradient_averaging", value, r"gradient_averaging=.* must be a finite number >= 0\.0 and < 1\.0"
+for field in ("gradient_averaging", "sigma_hold"):
+    for value in (-0.1, 1.0, 1.5, NAN, INF, "0.9"):
+        CONFIG_CASES.append(
+            _config_case(field, value, rf"{field}=.* must be a finite number >= 0\.0 and < 1\.0")
         )
-    )
 for field, value in CHOICES.items():
     for bad in (value, 1, None):
         CONFIG_CASES.append(_config_case(field, bad, rf"{field}=.* must be one of \["))

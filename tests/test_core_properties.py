@@ -437,3 +437,17 @@ def test_first_step_has_the_horizon_length(averaging: float, budget: int | None,
     opt.tell(X, [float(np.sum(np.round(x) + x)) for x in X])
     lr = expected * math.sqrt(1 - averaging)
     np.testing.assert_allclose(np.abs(opt.theta), lr * opt.sigma, rtol=1e-5)
+
+
+@pytest.mark.parametrize("hold", [0.0, 0.5])
+def test_sigma_is_held_then_annealed_to_sigma_final(hold: float) -> None:
+    opt = ZeroGrads(np.zeros(3), 2.0, budget=64, seed=0, batch_size=4, sigma_hold=hold, sigma_final=0.25)
+    widths = []
+    while opt.evaluations < 64:
+        X = opt.ask()
+        opt.tell(X, losses_of(X))
+        widths.append(float(opt.sigma[0]))
+    held = [w for w, told in zip(widths, range(4, 65, 4)) if told <= hold * 64]
+    assert held == [2.0] * len(held) and len(held) == int(hold * 16)
+    assert widths[-1] == pytest.approx(0.5)  # 2.0 * sigma_final at the end of the budget
+    assert all(a > b for a, b in zip(widths[len(held) :], widths[len(held) + 1 :]))

@@ -50,6 +50,8 @@ class ZeroGradsConfig:
             times ``sqrt(1 - gradient_averaging)``.
         sigma_final: sigma at the end of the budget as a fraction of the initial sigma;
             annealed geometrically over ``budget`` evaluations (held when no budget is given).
+        sigma_hold: fraction of the budget during which sigma is held at its start value
+            before the geometric anneal begins (PRDPT holds for half).
         step_follows_sigma: scale the step size with the annealed sigma.
         nonfinite_policy: ``"worst"`` replaces a NaN/inf/missing loss by the worst finite
             loss of its update (pushes away from failing regions); ``"drop"`` ignores it.
@@ -78,6 +80,7 @@ class ZeroGradsConfig:
     theta_steps: int = 1
     lr: float | None = None
     sigma_final: float = 0.2
+    sigma_hold: float = 0.0
     step_follows_sigma: bool = True
     nonfinite_policy: NonFinitePolicy = "worst"
     recommendation: Recommendation = "auto"
@@ -115,6 +118,7 @@ class ZeroGradsConfig:
         for name in ("jitter", "weight_decay"):
             _check_float(self, name, low=0.0)
         _check_float(self, "gradient_averaging", low=0.0, high=1.0)
+        _check_float(self, "sigma_hold", low=0.0, high=1.0)
         if self.sigma_final > 1.0:
             raise ValueError(
                 f"sigma_final={self.sigma_final} must be at most 1 (a fraction of the "

@@ -273,7 +273,8 @@ class ZeroGrads:
     def _sigma_factor(self) -> float:
         if self._budget is None:
             return 1.0
-        progress = min(1.0, self._counters["told"] / self._budget)
+        hold = self._config.sigma_hold
+        progress = min(1.0, max(0.0, self._counters["told"] / self._budget - hold) / (1.0 - hold))
         return float(self._config.sigma_final**progress)
 
     def _to_x(self, z: FloatArray) -> FloatArray:
