@@ -175,7 +175,7 @@ def _label(preset_name: str, changes: dict[str, Any]) -> str:
 
 def table(sweep: str, budgets: list[int], medians: np.ndarray, seeds: int) -> str:
     """Markdown: one row per (problem, preset, change), median loss per budget and its ratio
-    to preset ``es`` with the same change where the sweep has it."""
+    to preset ``es`` with the same change (or, where the sweep has none, with no change)."""
     rows = SWEEPS[sweep]
     es_rows = {(p, str(c)): i for i, (p, n, c) in enumerate(rows) if n == "es"}
     problems = {p: PROBLEMS[p]() for p in dict.fromkeys(r[0] for r in rows)}

@@ -299,14 +299,17 @@ class MonteCarloRaster(DiscRaster):
         problem.name = f"mc-raster-{problem.dim}-{samples}spp"
         return problem
 
+    def _loss(self, x: npt.ArrayLike, offsets: FloatArray) -> float:
+        """Squared error of the image averaged over sub-pixel ``offsets`` (k, size, size, 2)."""
+        image = np.mean([self.render(x, offset) for offset in offsets], axis=0)
+        return float(np.mean((image - self.target) ** 2))
+
     def __call__(self, x: npt.ArrayLike) -> float:
-        offsets = self.rng.uniform(0, 1, (self.samples, self.size, self.size, 2))
-        return float(np.mean((np.mean([self.render(x, o) for o in offsets], axis=0) - self.target) ** 2))
+        return self._loss(x, self.rng.uniform(0, 1, (self.samples, self.size, self.size, 2)))
 
     def expected(self, x: npt.ArrayLike) -> float:
         strata = (np.stack(np.meshgrid(np.arange(8), np.arange(8)), -1).reshape(-1, 2) + 0.5) / 8
-        offsets = np.broadcast_to(strata[:, None, None, :], (64, self.size, self.size, 2))
-        return float(np.mean((np.mean([self.render(x, o) for o in offsets], axis=0) - self.target) ** 2))
+        return self._loss(x, np.broadcast_to(strata[:, None, None, :], (64, self.size, self.size, 2)))
 
 
 @dataclass
