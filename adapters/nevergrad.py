@@ -4,6 +4,8 @@ Importing this module registers in ``nevergrad.optimizers.registry``:
 
 ``"ZeroGrads"``
     :class:`ZeroGrads`, the ``"default"`` preset (a plain optimizer class).
+``"ZeroGradsSurrogate"``
+    the paper's design, Adam on the surrogate's gradient at theta (preset ``"surrogate"``).
 ``"ZeroGradsReference"``, ``"ZeroGradsReferenceHighDim"``
     the reference code's loop with its low- and high-dimensional networks
     (presets ``"reference"`` and ``"reference-highdim"``).
@@ -146,6 +148,7 @@ class ParametrizedZeroGrads(base.ConfiguredOptimizer):  # type: ignore[misc]
 
 #: Registered variant name -> preset.
 VARIANTS: dict[str, str] = {
+    "ZeroGradsSurrogate": "surrogate",
     "ZeroGradsReference": "reference",
     "ZeroGradsReferenceHighDim": "reference-highdim",
     "ZeroGradsES": "es",

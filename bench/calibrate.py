@@ -4,19 +4,21 @@
 (problem, preset, option change) of the sweep at each budget and prints a Markdown table of
 median final losses (of ``recommend()``). Sweeps:
 
-- ``steps``, ``surrogate-steps``: the step size ``lr`` of ES and of the surrogate default
+- ``steps``, ``surrogate-steps``: the step size ``lr`` of ES and of the surrogate
   against the budget (chose the horizon rules);
 - ``surrogate``: surrogate design options at one budget;
-- ``defaults``: the surrogate default against its ES ablations, all with the horizon rule;
+- ``defaults``: the surrogate against its ES ablations, all with the horizon rule;
+- ``control-variate``: the default (ES with the surrogate as control variate) against the
+  surrogate and both ES ablations at 1,000-3,072 dimensions;
 - ``recommendation``: theta, the best evaluated point, or theta until the budget is spent and
   then the best point (which includes theta, evaluated in the last batch);
 - ``averaged-steps``: the step size of ``es-averaged`` (its fair tuning for docs/surrogate.md);
-- ``paper``: the ``reference`` settings against the default and both ES ablations on tasks
+- ``paper``: the ``reference`` settings against the surrogate and both ES ablations on tasks
   shaped like the paper's (1-D toy, Rosenbrock, binary display, texture, digits network);
 - ``noise``: the same four on noisy objectives (Monte Carlo rendering, additive noise), and
   three of them with sigma held and a short fixed step, as the reference does;
 - ``hold``: sigma held for a fraction of the budget before its anneal (as PRDPT does);
-- ``batch``: the default against ES at batch sizes 16, 64 and 256;
+- ``batch``: the surrogate against ES at batch sizes 16, 64 and 256;
 - ``designs``: surrogate options that use the model beyond one gradient (several theta
   steps per batch), and its capacity and pace, against ES at 1,000-3,072 dimensions.
 
@@ -46,7 +48,7 @@ from bench.problems import (
     StepNetwork,
 )
 from zg_asktell import minimize, preset
-from zg_asktell.problems import DiscRaster, PosterizedTexture, Problem, QuantizedQuadratic
+from zg_asktell.problems import DiscRaster, IntegerProgram, PosterizedTexture, Problem, QuantizedQuadratic
 
 PROBLEMS: dict[str, Callable[[], Problem]] = {
     "sphere-10": lambda: Sphere.make(10, seed=0),
@@ -60,6 +62,8 @@ PROBLEMS: dict[str, Callable[[], Problem]] = {
     "rosenbrock-2": lambda: Rosenbrock.make(2, seed=0),
     "led-336": lambda: LedDisplay.make(336, seed=0),
     "step-net-2410": lambda: StepNetwork.make(2410, seed=0),
+    "integer-1000": lambda: IntegerProgram.make(1000, seed=1),
+    "lander-1000": lambda: Lander.make(1000, seed=0),
     "mc-raster-1002-1spp": lambda: MonteCarloRaster.noisy(167, samples=1, seed=1),
     "quantized-quadratic-1000+1%noise": lambda: AdditiveNoise.around(
         QuantizedQuadratic.make(1000, seed=1), 0.01
@@ -70,7 +74,15 @@ PROBLEMS: dict[str, Callable[[], Problem]] = {
 }
 BASE_PROBLEMS = tuple(PROBLEMS)[:7]
 HIGH_DIMENSIONAL = ("quantized-quadratic-1000", "posterized-texture-3072", "disc-raster-1002")
-ESTIMATORS = ("reference", "default", "es", "es-averaged")
+ESTIMATORS = ("reference", "surrogate", "es", "es-averaged")
+CONTROL_VARIATE_PROBLEMS = (
+    "quantized-quadratic-1000",
+    "integer-1000",
+    "posterized-texture-3072",
+    "disc-raster-1002",
+    "lander-1000",
+    "step-net-2410",
+)
 MEAN: dict[str, Any] = {"recommendation": "mean"}  # on a noisy loss the best evaluation is biased by luck
 Row = tuple[str, str, dict[str, Any]]
 SURROGATE_VARIANTS: tuple[dict[str, Any], ...] = (
@@ -89,21 +101,26 @@ SURROGATE_VARIANTS: tuple[dict[str, Any], ...] = (
 SWEEPS: dict[str, list[Row]] = {
     "steps": [(p, "es", {"lr": lr}) for p in BASE_PROBLEMS for lr in (0.05, 0.1, 0.2, 0.4, 0.8)],
     "surrogate-steps": [
-        (p, "default", {"lr": lr}) for p in BASE_PROBLEMS for lr in (0.025, 0.05, 0.1, 0.2, 0.4)
+        (p, "surrogate", {"lr": lr}) for p in BASE_PROBLEMS for lr in (0.025, 0.05, 0.1, 0.2, 0.4)
     ],
     "averaged-steps": [
         (p, "es-averaged", {"lr": lr}) for p in HIGH_DIMENSIONAL for lr in (0.01, 0.02, 0.05, 0.1)
     ],
     "surrogate": [
-        *[(p, "default", {}) for p in BASE_PROBLEMS],
-        *[("quantized-quadratic-1000", "default", change) for change in SURROGATE_VARIANTS[1:]],
-        *[("posterized-texture-3072", "default", change) for change in SURROGATE_VARIANTS[1:]],
+        *[(p, "surrogate", {}) for p in BASE_PROBLEMS],
+        *[("quantized-quadratic-1000", "surrogate", change) for change in SURROGATE_VARIANTS[1:]],
+        *[("posterized-texture-3072", "surrogate", change) for change in SURROGATE_VARIANTS[1:]],
     ],
-    "defaults": [(p, name, {}) for p in BASE_PROBLEMS for name in ("default", "es", "es-averaged")],
+    "defaults": [(p, name, {}) for p in BASE_PROBLEMS for name in ("surrogate", "es", "es-averaged")],
+    "control-variate": [
+        (p, name, {})
+        for p in CONTROL_VARIATE_PROBLEMS
+        for name in ("default", "surrogate", "es", "es-averaged")
+    ],
     "recommendation": [
         (p, name, {"recommendation": choice})
         for p in BASE_PROBLEMS
-        for name in ("default", "es")
+        for name in ("surrogate", "es")
         for choice in ("mean", "best", "auto")
     ],
     "paper": [
@@ -120,7 +137,7 @@ SWEEPS: dict[str, list[Row]] = {
         )
         for name, change in (
             *[(name, MEAN) for name in ESTIMATORS],
-            *[(name, {**MEAN, "sigma_final": 1.0, "lr": 0.01}) for name in ("default", "es", "es-averaged")],
+            *[(name, {**MEAN, "sigma_final": 1.0, "lr": 0.01}) for name in ESTIMATORS[1:]],
         )
     ],
     "designs": [
@@ -128,24 +145,24 @@ SWEEPS: dict[str, list[Row]] = {
         for p in HIGH_DIMENSIONAL
         for name, change in (
             ("es", {}),
-            ("default", {}),
-            ("default", {"theta_steps": 3}),
-            ("default", {"theta_steps": 3, "fit_steps": 10}),
-            ("default", {"hidden_width": 128}),
-            ("default", {"lr_surrogate": 3e-4}),
-            ("default", {"lr": 0.03}),
+            ("surrogate", {}),
+            ("surrogate", {"theta_steps": 3}),
+            ("surrogate", {"theta_steps": 3, "fit_steps": 10}),
+            ("surrogate", {"hidden_width": 128}),
+            ("surrogate", {"lr_surrogate": 3e-4}),
+            ("surrogate", {"lr": 0.03}),
         )
     ],
     "hold": [
         (p, name, {"sigma_hold": hold})
         for p in (*HIGH_DIMENSIONAL, "lander-100", "step-net-2410")
-        for name in ("default", "es")
+        for name in ("surrogate", "es")
         for hold in (0.0, 0.25, 0.5)
     ],
     "batch": [
         (p, name, {"batch_size": size})
         for p in HIGH_DIMENSIONAL
-        for name in ("default", "es")
+        for name in ("surrogate", "es")
         for size in (16, 64, 256)
     ],
 }

@@ -1,7 +1,7 @@
 """Every optimizer of the benchmark behind one batch ask/tell interface.
 
-* ZeroGrads presets through the core API (``ZeroGrads``, ``ZG-reference``, and the
-  ablations ``ZG-es``, ``ZG-es-averaged``), all with the benchmark's batch size;
+* ZeroGrads presets through the core API (``ZeroGrads``, ``ZG-surrogate``, ``ZG-reference``,
+  and the ablations ``ZG-es``, ``ZG-es-averaged``), all with the benchmark's batch size;
 * ``PRDPT``: our implementation of plateau-reduced gradient descent (antithetic
   Gaussian-smoothing gradient estimate fed to Adam, sigma held, then decayed linearly);
 * ``sep-CMA``: pycma with ``CMA_diagonal=True`` and population = batch size;
@@ -225,6 +225,7 @@ class NevergradPeer:
 
 ZEROGRADS_PRESETS = {
     "ZeroGrads": "default",
+    "ZG-surrogate": "surrogate",
     "ZG-reference": "reference",
     "ZG-es": "es",
     "ZG-es-averaged": "es-averaged",

@@ -24,11 +24,21 @@ settings.load_profile("zg_asktell")
 # A small surrogate and batch keep every update in the millisecond range.
 FAST: dict[str, Any] = {"batch_size": 4, "hidden_width": 8, "hidden_layers": 1, "encoding_frequencies": 1}
 
+# Every gradient estimator, the default first.
+ESTIMATORS = ("control-variate", "surrogate", "es")
+
 # Configurations the state and determinism tests run under (ids -> options).
 VARIANTS: dict[str, dict[str, Any]] = {
-    "surrogate": {},
-    "surrogate-averaged-f64": {"gradient_averaging": 0.7, "dtype": "float64", "fit_before_step": False},
-    "surrogate-jitter-budget": {"jitter": 0.1, "theta_steps": 2, "budget": 40},
+    "default": {},
+    "control-variate-averaged-f64": {"gradient_averaging": 0.7, "dtype": "float64"},
+    "surrogate": {"estimator": "surrogate"},
+    "surrogate-averaged-f64": {
+        "estimator": "surrogate",
+        "gradient_averaging": 0.7,
+        "dtype": "float64",
+        "fit_before_step": False,
+    },
+    "surrogate-jitter-budget": {"estimator": "surrogate", "jitter": 0.1, "theta_steps": 2, "budget": 40},
     "es": {"estimator": "es"},
     "es-averaged": {"estimator": "es", "gradient_averaging": 0.9, "antithetic": False, "batch_size": 3},
 }

@@ -199,19 +199,25 @@ CONFIG_CASES += [
     _case(
         lambda: ZeroGradsConfig(estimator="es", theta_steps=2),
         ValueError,
-        r"theta_steps=2 needs a surrogate .* use theta_steps=1",
+        r"theta_steps=2 needs estimator='surrogate' .* with estimator='es' use theta_steps=1",
         "es-theta-steps",
+    ),
+    _case(
+        lambda: ZeroGradsConfig(theta_steps=2),
+        ValueError,
+        r"theta_steps=2 needs estimator='surrogate' .* with estimator='control-variate' use theta_steps=1",
+        "control-variate-theta-steps",
     ),
     _case(
         lambda: ZeroGrads(X0, estimator="es", theta_steps=3),
         ValueError,
-        r"theta_steps=3 needs a surrogate",
+        r"theta_steps=3 needs estimator='surrogate'",
         "es-theta-steps-kw",
     ),
     _case(
         lambda: preset("es", theta_steps=2),
         ValueError,
-        r"theta_steps=2 needs a surrogate",
+        r"theta_steps=2 needs estimator='surrogate'",
         "preset-es-theta-steps",
     ),
     _case(lambda: ZeroGrads(X0, batch_size=7), ValueError, r"batch_size=7 must be even", "odd-batch-kw"),

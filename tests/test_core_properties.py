@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 from conftest import (
+    ESTIMATORS,
     FloatArray,
     assert_finite_state,
     assert_same_future,
@@ -87,7 +88,7 @@ def boxes(draw: st.DrawFn) -> dict[str, Any]:
     box=boxes(),
     sigma_scale=st.sampled_from([None, 0.5, 10.0]),
     jitter=st.sampled_from([0.0, 0.5]),
-    estimator=st.sampled_from(["surrogate", "es"]),
+    estimator=st.sampled_from(ESTIMATORS),
     recommendation=st.sampled_from(["auto", "best", "mean"]),
     push=st.sampled_from([-1.0, 1.0]),
     seed=seeds,
@@ -134,7 +135,7 @@ def test_bounds_hold_for_candidates_theta_and_recommendation(
 @given(
     budget=st.integers(1, 40),
     batch=st.sampled_from([2, 4, 6]),
-    estimator=st.sampled_from(["surrogate", "es"]),
+    estimator=st.sampled_from(ESTIMATORS),
     jitter=st.sampled_from([0.0, 0.5]),
     one_at_a_time=st.booleans(),
 )
@@ -191,13 +192,7 @@ def test_ask_tell_and_save_leave_global_rngs_alone(options: dict[str, Any], tmp_
     _assert_global_rngs_equal(before, _global_rng_states())
 
 
-@pytest.mark.parametrize(
-    "estimator",
-    [
-        "surrogate",
-        "es",
-    ],
-)
+@pytest.mark.parametrize("estimator", ESTIMATORS)
 def test_construction_and_restore_leave_global_rngs_alone(estimator: str, tmp_path: Any) -> None:
     before = _global_rng_states()
     opt = make_opt(estimator=estimator, seed=None)
@@ -291,9 +286,7 @@ def _tell_parts(opt: ZeroGrads, X: FloatArray, order: FloatArray | list[int], cu
     assert opt.iteration == start + 1 and opt.n_pending == 0
 
 
-@pytest.mark.parametrize(
-    "options", [{"batch_size": 8}, {"batch_size": 8, "estimator": "es"}], ids=["surrogate", "es"]
-)
+@pytest.mark.parametrize("options", [{"batch_size": 8, "estimator": e} for e in ESTIMATORS], ids=ESTIMATORS)
 @given(data=st.data(), seed=seeds)
 @settings(max_examples=10)
 def test_partial_tells_in_order_equal_one_tell(
@@ -305,9 +298,7 @@ def test_partial_tells_in_order_equal_one_tell(
     assert_same_future(in_parts, at_once)
 
 
-@pytest.mark.parametrize(
-    "options", [{"batch_size": 8}, {"batch_size": 8, "estimator": "es"}], ids=["surrogate", "es"]
-)
+@pytest.mark.parametrize("options", [{"batch_size": 8, "estimator": e} for e in ESTIMATORS], ids=ESTIMATORS)
 @given(data=st.data(), seed=seeds)
 @settings(max_examples=10)
 def test_shuffled_tells_pair_each_loss_with_its_candidate(
@@ -324,7 +315,7 @@ def test_shuffled_tells_pair_each_loss_with_its_candidate(
     np.testing.assert_allclose(shuffled.ask(), in_order.ask(), rtol=0, atol=1e-6)
 
 
-@pytest.mark.parametrize("estimator", ["surrogate", "es"])
+@pytest.mark.parametrize("estimator", ESTIMATORS)
 def test_shuffled_tells_give_the_identical_update(estimator: str) -> None:
     for seed in range(8):
         shuffled, in_order, X = _twin_after_ask({"batch_size": 8, "estimator": estimator}, seed)
@@ -337,7 +328,7 @@ def test_shuffled_tells_give_the_identical_update(estimator: str) -> None:
 @given(
     points=st.lists(st.lists(st.floats(-5, 5), min_size=3, max_size=3), min_size=1, max_size=6),
     losses=st.lists(st.floats(-10, 10), min_size=6, max_size=6),
-    estimator=st.sampled_from(["surrogate", "es"]),
+    estimator=st.sampled_from(ESTIMATORS),
 )
 @settings(max_examples=15)
 def test_points_never_asked_are_accepted(
@@ -381,7 +372,7 @@ BAD_LOSSES = {"nan": math.nan, "inf": math.inf, "-inf": -math.inf, "none": None}
 @given(
     kinds=st.lists(st.sampled_from(["ok", "ok", *BAD_LOSSES]), min_size=12, max_size=12),
     policy=st.sampled_from(["worst", "drop"]),
-    estimator=st.sampled_from(["surrogate", "es"]),
+    estimator=st.sampled_from(ESTIMATORS),
     gradient_averaging=st.sampled_from([0.0, 0.8]),
 )
 @settings(max_examples=25)

@@ -120,7 +120,7 @@ def test_presets_survive_a_round_trip(name: str) -> None:
     assert observable_state(restored) == observable_state(opt)
 
 
-@pytest.mark.parametrize("name", ["surrogate", "es-averaged"])
+@pytest.mark.parametrize("name", ["default", "surrogate", "es-averaged"])
 def test_state_dict_is_a_snapshot(name: str) -> None:
     opt = make_opt(**VARIANTS[name])
     run_until_split(opt, 1, 2, 1)
@@ -130,7 +130,7 @@ def test_state_dict_is_a_snapshot(name: str) -> None:
     assert_nested_equal(state, frozen)
 
 
-@pytest.mark.parametrize("name", ["surrogate", "es-averaged"])
+@pytest.mark.parametrize("name", ["default", "surrogate", "es-averaged"])
 def test_resuming_leaves_the_state_dict_unchanged(name: str) -> None:
     opt = make_opt(**VARIANTS[name])
     run_until_split(opt, 1, 2, 1)

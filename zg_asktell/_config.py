@@ -9,7 +9,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-Estimator = Literal["surrogate", "es"]
+Estimator = Literal["control-variate", "surrogate", "es"]
 NonFinitePolicy = Literal["worst", "drop"]
 Recommendation = Literal["auto", "best", "mean"]
 
@@ -28,8 +28,12 @@ class ZeroGradsConfig:
         jitter: smoothing jitter as a fraction of sigma: each candidate is asked at
             ``X + xi`` with ``xi ~ N(0, (jitter*sigma)^2)`` while the regression input
             stays ``X`` (the reference code's Monte Carlo smoothing); 0 disables it.
-        estimator: ``"surrogate"`` (fit an MLP, step on its gradient: ZeroGrads) or
-            ``"es"`` (the plain antithetic Gaussian-smoothing estimator, no surrogate).
+        estimator: how the gradient of the smoothed loss is estimated from a batch:
+            ``"control-variate"`` (ES on what an online MLP surrogate does not predict, plus
+            the surrogate's own gradient at the samples: unbiased whatever the surrogate,
+            and lower in variance the better it predicts), ``"surrogate"`` (step on the
+            MLP's gradient at theta, as the paper does) or ``"es"`` (plain antithetic
+            Gaussian smoothing, no surrogate).
         gradient_averaging: running-average factor rho in [0, 1) applied to the
             gradient before the Adam step (0 disables it).
         hidden_width: surrogate MLP width W.
@@ -41,9 +45,10 @@ class ZeroGradsConfig:
         weight_decay: decoupled (AdamW) weight decay of the surrogate.
         lr_surrogate: Adam learning rate of the surrogate weights.
         fit_steps: Adam steps on the surrogate per update (k_phi).
-        fit_before_step: fit on the newest batch before stepping theta (the reference
-            steps first and fits after).
-        theta_steps: Adam steps on theta per update (k_theta); 1 for ``"es"``.
+        fit_before_step: ``"surrogate"`` only: fit on the newest batch before stepping
+            theta (the reference steps first and fits after). ``"control-variate"`` always
+            predicts a batch before it fits on it.
+        theta_steps: Adam steps on theta per update (k_theta); ``"surrogate"`` only.
         lr: Adam step size on theta in units of the current sigma (normalised space);
             ``None`` scales it to the horizon: ``2.5 / sqrt(budget / batch_size)`` clipped
             to [0.02, 1] when the budget is known (docs/calibration.md), else 0.1; either
@@ -67,7 +72,7 @@ class ZeroGradsConfig:
     batch_size: int = 16
     antithetic: bool = True
     jitter: float = 0.0
-    estimator: Estimator = "surrogate"
+    estimator: Estimator = "control-variate"
     gradient_averaging: float = 0.0
     hidden_width: int = 64
     hidden_layers: int = 2
@@ -97,7 +102,7 @@ class ZeroGradsConfig:
                 f"batch_size={self.batch_size} must be even with antithetic=True "
                 "(candidates come in +eps/-eps pairs); use an even size or antithetic=False"
             )
-        _check_choice(self, "estimator", ("surrogate", "es"))
+        _check_choice(self, "estimator", ("control-variate", "surrogate", "es"))
         _check_choice(self, "nonfinite_policy", ("worst", "drop"))
         _check_choice(self, "recommendation", ("auto", "best", "mean"))
         _check_choice(self, "dtype", ("float32", "float64"))
@@ -106,10 +111,10 @@ class ZeroGradsConfig:
         _check_int(self, "encoding_frequencies", 0)
         _check_int(self, "fit_steps", 1)
         _check_int(self, "theta_steps", 1)
-        if self.estimator == "es" and self.theta_steps != 1:
+        if self.estimator != "surrogate" and self.theta_steps != 1:
             raise ValueError(
-                f"theta_steps={self.theta_steps} needs a surrogate to re-evaluate the "
-                "gradient; with estimator='es' use theta_steps=1"
+                f"theta_steps={self.theta_steps} needs estimator='surrogate' to re-evaluate "
+                f"the gradient; with estimator={self.estimator!r} use theta_steps=1"
             )
         if self.lr is not None:
             _check_float(self, "lr", low=0.0, low_open=True)
@@ -183,6 +188,7 @@ def is_integer(value: object) -> bool:
 # 1e-3 in parameter units at sigma=0.33 (here 0.003 sigma), plain init, no decay, theta
 # stepped before the fit on the newest batch, jitter 0.1 sigma.
 _REFERENCE = ZeroGradsConfig(
+    estimator="surrogate",
     batch_size=8,
     jitter=0.1,
     encoding_frequencies=0,
@@ -197,6 +203,8 @@ _REFERENCE = ZeroGradsConfig(
 PRESETS: dict[str, ZeroGradsConfig] = {
     # The library's default: the measured best surrogate design (docs/calibration.md).
     "default": ZeroGradsConfig(),
+    # The paper's design: Adam on the surrogate's gradient at theta, our schedule and step.
+    "surrogate": ZeroGradsConfig(estimator="surrogate"),
     "reference": _REFERENCE,
     # The reference's high-dimensional network: 8 layers of 128 with L=6 encoding.
     "reference-highdim": _REFERENCE.replace(

@@ -1,6 +1,7 @@
-"""Gradient estimators of the Gaussian-smoothed loss: the learned surrogate and plain ES.
+"""Gradient estimators of the Gaussian-smoothed loss: plain ES, the learned surrogate, and
+ES with the surrogate as a control variate.
 
-Both work in the normalised space and see one update's data: the regression inputs
+All work in the normalised space and see one update's data: the regression inputs
 ``inputs`` (n, d), the unit-normal offsets ``offsets`` (n, d) that produced them (rows of
 points the optimizer never asked are NaN and ignored by ES), the per-row sigma, and the
 centred, scaled losses ``targets`` (n,).
@@ -70,7 +71,11 @@ class SurrogateMLP(nn.Module):
                 layers[-1].bias.zero_()
 
     def forward(self, z: Tensor) -> Tensor:
-        h = positional_encoding(z, self.frequencies)
+        return self.head(positional_encoding(z, self.frequencies))
+
+    def head(self, features: Tensor) -> Tensor:
+        """The network on already encoded inputs (a fit encodes its batch once)."""
+        h = features
         for layer in self.layers[:-1]:
             h = nn.functional.leaky_relu(layer(h), 0.01)
         out: Tensor = self.layers[-1](h)
@@ -95,9 +100,10 @@ class SurrogateEstimator:
         self.fit_steps = config.fit_steps
 
     def fit(self, inputs: Tensor, offsets: Tensor, sigmas: Tensor, targets: Tensor) -> None:
+        features = positional_encoding(inputs, self.model.frequencies)
         for _ in range(self.fit_steps):
             self.optimizer.zero_grad(set_to_none=True)
-            loss = nn.functional.mse_loss(self.model(inputs), targets)
+            loss = nn.functional.mse_loss(self.model.head(features), targets)
             loss.backward()  # type: ignore[no-untyped-call]
             self.optimizer.step()
 
@@ -114,6 +120,54 @@ class SurrogateEstimator:
         self.optimizer.load_state_dict(state["optimizer"])
 
 
+class ControlVariateEstimator(SurrogateEstimator):
+    """ES on what the surrogate does not predict, plus the surrogate's own smoothed gradient.
+
+    ``grad = mean_i((t_i - c h(z_i)) u_i / sigma_i + c grad h(z_i))``, with ``h`` fit on
+    earlier updates only, is unbiased for the smoothed loss's gradient whatever ``h`` is; its
+    variance shrinks with the share of the loss ``h`` predicts. ``c`` is the running
+    regression coefficient of fresh targets on ``h``'s predictions, clipped to [0, 1]: 0
+    (plain ES) until the surrogate predicts samples it has not seen.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._covariance = 0.0
+        self._variance = 0.0
+        self._gradient: Tensor | None = None
+
+    def fit(self, inputs: Tensor, offsets: Tensor, sigmas: Tensor, targets: Tensor) -> None:
+        asked = _asked(offsets)
+        if bool(asked.any()):
+            points = inputs[asked].detach().requires_grad_(True)
+            predictions = self.model(points)
+            (pathwise,) = torch.autograd.grad(predictions.sum(), points)
+            h = predictions.detach() - predictions.detach().mean()
+            t = targets[asked]
+            c = min(1.0, max(0.0, self._covariance / self._variance)) if self._variance > 0 else 0.0
+            self._gradient = _stein_gradient(t - c * h, offsets[asked], sigmas[asked])
+            if c > 0:
+                self._gradient = self._gradient + c * pathwise.mean(0)
+            self._covariance = _COEFFICIENT_DECAY * self._covariance + float(h @ t)
+            self._variance = _COEFFICIENT_DECAY * self._variance + float(h @ h)
+        super().fit(inputs, offsets, sigmas, targets)
+
+    def gradient(self, theta: Tensor) -> Tensor:
+        return torch.zeros_like(theta) if self._gradient is None else self._gradient
+
+    def state_dict(self) -> dict[str, Any]:
+        moments = {"covariance": self._covariance, "variance": self._variance}
+        return {**super().state_dict(), **moments, "gradient": self._gradient}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        super().load_state_dict(state)
+        self._covariance, self._variance = state["covariance"], state["variance"]
+        self._gradient = state["gradient"]
+
+
+_COEFFICIENT_DECAY = 0.9  # memory of the control-variate coefficient, in updates: about 10
+
+
 class ESEstimator:
     """Antithetic Gaussian-smoothing (Stein) estimator, rebuilt from each update.
 
@@ -125,12 +179,9 @@ class ESEstimator:
         self._gradient: Tensor | None = None
 
     def fit(self, inputs: Tensor, offsets: Tensor, sigmas: Tensor, targets: Tensor) -> None:
-        asked = ~torch.isnan(offsets[:, 0])
-        if not bool(asked.any()):
-            return
-        t = targets[asked] - targets[asked].mean()
-        weights = t / sigmas[asked]
-        self._gradient = weights @ offsets[asked] / int(asked.sum())
+        asked = _asked(offsets)
+        if bool(asked.any()):
+            self._gradient = _stein_gradient(targets[asked], offsets[asked], sigmas[asked])
 
     def gradient(self, theta: Tensor) -> Tensor:
         if self._gradient is None:
@@ -142,3 +193,14 @@ class ESEstimator:
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self._gradient = state["gradient"]
+
+
+def _asked(offsets: Tensor) -> Tensor:
+    """Rows the optimizer sampled (points told but never asked have NaN offsets)."""
+    return ~torch.isnan(offsets[:, 0])
+
+
+def _stein_gradient(targets: Tensor, offsets: Tensor, sigmas: Tensor) -> Tensor:
+    """``mean_i((t_i - mean t) u_i / sigma_i)``: the Gaussian-smoothing gradient estimate."""
+    centred = targets - targets.mean()
+    return (centred / sigmas) @ offsets / len(targets)

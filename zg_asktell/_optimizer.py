@@ -15,7 +15,7 @@ import numpy.typing as npt
 import torch
 
 from ._config import ZeroGradsConfig, is_integer
-from ._estimators import ESEstimator, GradientEstimator, SurrogateEstimator
+from ._estimators import ControlVariateEstimator, ESEstimator, GradientEstimator, SurrogateEstimator
 from ._validation import as_vector, broadcast, check_bounds, initial_sigma, losses_list, numeric
 
 FloatArray = npt.NDArray[np.float64]
@@ -257,6 +257,8 @@ class ZeroGrads:
     def _new_estimator(self) -> GradientEstimator:
         if self._config.estimator == "es":
             return ESEstimator()
+        if self._config.estimator == "control-variate":
+            return ControlVariateEstimator(self.dim, self._config, self._generator, self._device, self._dtype)
         return SurrogateEstimator(self.dim, self._config, self._generator, self._device, self._dtype)
 
     def _base_lr(self) -> float:
@@ -373,7 +375,7 @@ class ZeroGrads:
         offsets = self._tensor(np.stack([s.offset for s, _ in batch]))
         sigmas = self._tensor(np.array([s.sigma for s, _ in batch]))
         targets = self._tensor((losses - losses.mean()) / scale)
-        fit_first = self._config.fit_before_step or self._config.estimator == "es"
+        fit_first = self._config.fit_before_step or self._config.estimator != "surrogate"
         if fit_first:
             self._estimator.fit(inputs, offsets, sigmas, targets)
         for _ in range(self._config.theta_steps):
