@@ -1,5 +1,8 @@
 """Calibration sweeps behind the core defaults (docs/calibration.md).
 
+Preset ``surrogate`` was the library's default until the control-variate estimator; every
+sweep below measured it.
+
 ``python -m bench.calibrate SWEEP [--budgets 960 3000 10000] [--seeds 2]`` runs every
 (problem, preset, option change) of the sweep at each budget and prints a Markdown table of
 median final losses (of ``recommend()``). Sweeps:
@@ -8,8 +11,6 @@ median final losses (of ``recommend()``). Sweeps:
   against the budget (chose the horizon rules);
 - ``surrogate``: surrogate design options at one budget;
 - ``defaults``: the surrogate against its ES ablations, all with the horizon rule;
-- ``control-variate``: the default (ES with the surrogate as control variate) against the
-  surrogate and both ES ablations at 1,000-3,072 dimensions;
 - ``recommendation``: theta, the best evaluated point, or theta until the budget is spent and
   then the best point (which includes theta, evaluated in the last batch);
 - ``averaged-steps``: the step size of ``es-averaged`` (its fair tuning for docs/surrogate.md);
@@ -48,7 +49,7 @@ from bench.problems import (
     StepNetwork,
 )
 from zg_asktell import minimize, preset
-from zg_asktell.problems import DiscRaster, IntegerProgram, PosterizedTexture, Problem, QuantizedQuadratic
+from zg_asktell.problems import DiscRaster, PosterizedTexture, Problem, QuantizedQuadratic
 
 PROBLEMS: dict[str, Callable[[], Problem]] = {
     "sphere-10": lambda: Sphere.make(10, seed=0),
@@ -62,8 +63,6 @@ PROBLEMS: dict[str, Callable[[], Problem]] = {
     "rosenbrock-2": lambda: Rosenbrock.make(2, seed=0),
     "led-336": lambda: LedDisplay.make(336, seed=0),
     "step-net-2410": lambda: StepNetwork.make(2410, seed=0),
-    "integer-1000": lambda: IntegerProgram.make(1000, seed=1),
-    "lander-1000": lambda: Lander.make(1000, seed=0),
     "mc-raster-1002-1spp": lambda: MonteCarloRaster.noisy(167, samples=1, seed=1),
     "quantized-quadratic-1000+1%noise": lambda: AdditiveNoise.around(
         QuantizedQuadratic.make(1000, seed=1), 0.01
@@ -75,14 +74,6 @@ PROBLEMS: dict[str, Callable[[], Problem]] = {
 BASE_PROBLEMS = tuple(PROBLEMS)[:7]
 HIGH_DIMENSIONAL = ("quantized-quadratic-1000", "posterized-texture-3072", "disc-raster-1002")
 ESTIMATORS = ("reference", "surrogate", "es", "es-averaged")
-CONTROL_VARIATE_PROBLEMS = (
-    "quantized-quadratic-1000",
-    "integer-1000",
-    "posterized-texture-3072",
-    "disc-raster-1002",
-    "lander-1000",
-    "step-net-2410",
-)
 MEAN: dict[str, Any] = {"recommendation": "mean"}  # on a noisy loss the best evaluation is biased by luck
 Row = tuple[str, str, dict[str, Any]]
 SURROGATE_VARIANTS: tuple[dict[str, Any], ...] = (
@@ -112,11 +103,6 @@ SWEEPS: dict[str, list[Row]] = {
         *[("posterized-texture-3072", "surrogate", change) for change in SURROGATE_VARIANTS[1:]],
     ],
     "defaults": [(p, name, {}) for p in BASE_PROBLEMS for name in ("surrogate", "es", "es-averaged")],
-    "control-variate": [
-        (p, name, {})
-        for p in CONTROL_VARIATE_PROBLEMS
-        for name in ("default", "surrogate", "es", "es-averaged")
-    ],
     "recommendation": [
         (p, name, {"recommendation": choice})
         for p in BASE_PROBLEMS

@@ -100,11 +100,18 @@ class SurrogateEstimator:
         self.fit_steps = config.fit_steps
 
     def fit(self, inputs: Tensor, offsets: Tensor, sigmas: Tensor, targets: Tensor) -> None:
-        features = positional_encoding(inputs, self.model.frequencies)
+        self._fit(positional_encoding(inputs, self.model.frequencies), targets)
+
+    def _fit(self, features: Tensor, targets: Tensor, first: Tensor | None = None) -> None:
+        """``fit_steps`` Adam steps on the weights for encoded inputs ``features``; ``first``,
+        the network's output on them with its graph, saves the first step's forward pass."""
+        parameters = list(self.model.parameters())
         for _ in range(self.fit_steps):
+            predictions = self.model.head(features) if first is None else first
+            first = None
             self.optimizer.zero_grad(set_to_none=True)
-            loss = nn.functional.mse_loss(self.model.head(features), targets)
-            loss.backward()  # type: ignore[no-untyped-call]
+            loss = nn.functional.mse_loss(predictions, targets)
+            loss.backward(inputs=parameters)  # type: ignore[no-untyped-call]
             self.optimizer.step()
 
     def gradient(self, theta: Tensor) -> Tensor:
@@ -137,12 +144,15 @@ class ControlVariateEstimator(SurrogateEstimator):
         self._gradient: Tensor | None = None
 
     def fit(self, inputs: Tensor, offsets: Tensor, sigmas: Tensor, targets: Tensor) -> None:
+        points = inputs.detach().requires_grad_(True)
+        features = positional_encoding(points, self.model.frequencies)
+        predictions = self.model.head(features)  # before the fit: h has not seen this batch
         asked = _asked(offsets)
         if bool(asked.any()):
-            points = inputs[asked].detach().requires_grad_(True)
-            predictions = self.model(points)
-            (pathwise,) = torch.autograd.grad(predictions.sum(), points)
-            h = predictions.detach() - predictions.detach().mean()
+            (pathwise,) = torch.autograd.grad(predictions[asked].sum(), points, retain_graph=True)
+            pathwise = pathwise[asked]
+            h = predictions.detach()[asked]
+            h = h - h.mean()
             t = targets[asked]
             c = min(1.0, max(0.0, self._covariance / self._variance)) if self._variance > 0 else 0.0
             self._gradient = _stein_gradient(t - c * h, offsets[asked], sigmas[asked])
@@ -150,7 +160,7 @@ class ControlVariateEstimator(SurrogateEstimator):
                 self._gradient = self._gradient + c * pathwise.mean(0)
             self._covariance = _COEFFICIENT_DECAY * self._covariance + float(h @ t)
             self._variance = _COEFFICIENT_DECAY * self._variance + float(h @ h)
-        super().fit(inputs, offsets, sigmas, targets)
+        self._fit(features.detach(), targets, first=predictions)
 
     def gradient(self, theta: Tensor) -> Tensor:
         return torch.zeros_like(theta) if self._gradient is None else self._gradient
