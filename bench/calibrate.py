@@ -19,6 +19,10 @@ median final losses (of ``recommend()``). Sweeps:
 - ``noise``: the same four on noisy objectives (Monte Carlo rendering, additive noise), and
   three of them with sigma held and a short fixed step, as the reference does;
 - ``hold``: sigma held for a fraction of the budget before its anneal (as PRDPT does);
+- ``loss-scale``: ES with Adam on the raw loss and a fixed step, as PRDPT does, against
+  the default running loss scale and sigma-following step;
+- ``width``: the default's surrogate width at 10,000+ dimensions, where its first layer
+  sets the optimizer's time per evaluation;
 - ``batch``: the surrogate against ES at batch sizes 16, 64 and 256;
 - ``designs``: surrogate options that use the model beyond one gradient (several theta
   steps per batch), and its capacity and pace, against ES at 1,000-3,072 dimensions.
@@ -49,7 +53,7 @@ from bench.problems import (
     StepNetwork,
 )
 from zg_asktell import minimize, preset
-from zg_asktell.problems import DiscRaster, PosterizedTexture, Problem, QuantizedQuadratic
+from zg_asktell.problems import DiscRaster, IntegerProgram, PosterizedTexture, Problem, QuantizedQuadratic
 
 PROBLEMS: dict[str, Callable[[], Problem]] = {
     "sphere-10": lambda: Sphere.make(10, seed=0),
@@ -63,6 +67,10 @@ PROBLEMS: dict[str, Callable[[], Problem]] = {
     "rosenbrock-2": lambda: Rosenbrock.make(2, seed=0),
     "led-336": lambda: LedDisplay.make(336, seed=0),
     "step-net-2410": lambda: StepNetwork.make(2410, seed=0),
+    "integer-1000": lambda: IntegerProgram.make(1000, seed=1),
+    "lander-1000": lambda: Lander.make(1000, seed=0),
+    "quantized-quadratic-10000": lambda: QuantizedQuadratic.make(10_000, seed=1),
+    "posterized-texture-12288": lambda: PosterizedTexture.make(64, 64, 3, seed=1),
     "mc-raster-1002-1spp": lambda: MonteCarloRaster.noisy(167, samples=1, seed=1),
     "quantized-quadratic-1000+1%noise": lambda: AdditiveNoise.around(
         QuantizedQuadratic.make(1000, seed=1), 0.01
@@ -144,6 +152,23 @@ SWEEPS: dict[str, list[Row]] = {
         for p in (*HIGH_DIMENSIONAL, "lander-100", "step-net-2410")
         for name in ("surrogate", "es")
         for hold in (0.0, 0.25, 0.5)
+    ],
+    "loss-scale": [
+        (p, "es", change)
+        for p in (*HIGH_DIMENSIONAL, "integer-1000", "lander-1000", "step-net-2410")
+        for change in (
+            {},
+            {"loss_scale": "first", "step_follows_sigma": False, "lr": 0.1},
+            {"loss_scale": "first", "step_follows_sigma": False, "lr": 0.05},
+        )
+    ],
+    "width": [
+        (p, name, change)
+        for p in ("quantized-quadratic-10000", "posterized-texture-12288")
+        for name, change in (
+            ("es", {}),
+            *[("default", {"hidden_width": width}) for width in (64, 32, 16)],
+        )
     ],
     "batch": [
         (p, name, {"batch_size": size})

@@ -150,7 +150,13 @@ INT_FIELDS = {
 }
 POSITIVE_FLOATS = ("lr", "lr_surrogate", "sigma_final")
 NONNEGATIVE_FLOATS = ("jitter", "weight_decay")
-CHOICES = {"estimator": "ES", "nonfinite_policy": "zero", "recommendation": "last", "dtype": "float16"}
+CHOICES = {
+    "estimator": "ES",
+    "nonfinite_policy": "zero",
+    "recommendation": "last",
+    "dtype": "float16",
+    "loss_scale": "fixed",
+}
 BOOL_FIELDS = ("antithetic", "zero_init_output", "fit_before_step", "step_follows_sigma")
 
 CONFIG_CASES = []

@@ -64,3 +64,22 @@ def test_control_variate_ignores_points_it_never_asked(rows: list[int]) -> None:
     gradient = estimator.gradient(torch.zeros(DIM, dtype=torch.float64))
     assert bool(torch.isfinite(gradient).all())
     assert bool((gradient != 0).any()) == bool(rows)
+
+
+def test_first_loss_scale_is_adam_on_the_raw_es_gradient() -> None:
+    from zg_asktell import ZeroGrads
+
+    opt = ZeroGrads(np.zeros(5), 1.0, seed=0, estimator="es", loss_scale="first", lr=0.1, dtype="float64")
+    m = v = np.zeros(5)
+    theta, first_spread = np.zeros(5), None
+    for step in range(1, 6):
+        X = opt.ask()
+        losses = np.abs(X - 3.0).sum(axis=1) * 10.0**-step  # the spread shrinks 10x per batch
+        opt.tell(X, losses)
+        first_spread = first_spread or float(losses.std())
+        centred = (losses - losses.mean()) / first_spread
+        gradient = centred @ (X - theta) / len(X)
+        m = 0.9 * m + 0.1 * gradient
+        v = 0.999 * v + 0.001 * gradient**2
+        theta = theta - 0.1 * (m / (1 - 0.9**step)) / (np.sqrt(v / (1 - 0.999**step)) + 1e-8)
+        np.testing.assert_allclose(opt.theta, theta, rtol=0, atol=1e-9)

@@ -11,6 +11,7 @@ import numpy as np
 
 Estimator = Literal["control-variate", "surrogate", "es"]
 NonFinitePolicy = Literal["worst", "drop"]
+LossScale = Literal["running", "first"]
 Recommendation = Literal["auto", "best", "mean"]
 
 
@@ -58,6 +59,10 @@ class ZeroGradsConfig:
         sigma_hold: fraction of the budget during which sigma is held at its start value
             before the geometric anneal begins (PRDPT holds for half).
         step_follows_sigma: scale the step size with the annealed sigma.
+        loss_scale: what losses are divided by before the estimators see them: a
+            ``"running"`` average of the batches' loss spread (Adam's step is then set by
+            ``lr`` alone), or the ``"first"`` batch's spread, so Adam sees the raw loss and its
+            second moment shortens the step as the loss spread shrinks, as in PRDPT.
         nonfinite_policy: ``"worst"`` replaces a NaN/inf/missing loss by the worst finite
             loss of its update (pushes away from failing regions); ``"drop"`` ignores it.
         recommendation: what ``recommend()`` returns: the current ``"mean"`` theta, the
@@ -87,6 +92,7 @@ class ZeroGradsConfig:
     sigma_final: float = 0.2
     sigma_hold: float = 0.0
     step_follows_sigma: bool = True
+    loss_scale: LossScale = "running"
     nonfinite_policy: NonFinitePolicy = "worst"
     recommendation: Recommendation = "auto"
     device: str = "cpu"
@@ -104,6 +110,7 @@ class ZeroGradsConfig:
             )
         _check_choice(self, "estimator", ("control-variate", "surrogate", "es"))
         _check_choice(self, "nonfinite_policy", ("worst", "drop"))
+        _check_choice(self, "loss_scale", ("running", "first"))
         _check_choice(self, "recommendation", ("auto", "best", "mean"))
         _check_choice(self, "dtype", ("float32", "float64"))
         _check_int(self, "hidden_width", 1)

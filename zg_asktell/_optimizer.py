@@ -364,7 +364,7 @@ class ZeroGrads:
             batch = [item for item, ok in zip(batch, finite) if ok]
             losses = losses[finite]
         spread = float(losses.std())
-        if spread > 0:
+        if spread > 0 and (self._loss_scale is None or self._config.loss_scale == "running"):
             self._loss_scale = (
                 spread
                 if self._loss_scale is None
