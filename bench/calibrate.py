@@ -21,6 +21,8 @@ median final losses (of ``recommend()``). Sweeps:
 - ``hold``: sigma held for a fraction of the budget before its anneal (as PRDPT does);
 - ``loss-scale``: ES with Adam on the raw loss and a fixed step, as PRDPT does, against
   the default running loss scale and sigma-following step;
+- ``high-dim-steps``: the step size at 10,000-30,000 dimensions, against the horizon rule
+  with its dimension factor (``lr=None``);
 - ``width``: the default's surrogate width at 10,000+ dimensions, where its first layer
   sets the optimizer's time per evaluation;
 - ``batch``: the surrogate against ES at batch sizes 16, 64 and 256;
@@ -71,6 +73,8 @@ PROBLEMS: dict[str, Callable[[], Problem]] = {
     "lander-1000": lambda: Lander.make(1000, seed=0),
     "quantized-quadratic-10000": lambda: QuantizedQuadratic.make(10_000, seed=1),
     "posterized-texture-12288": lambda: PosterizedTexture.make(64, 64, 3, seed=1),
+    "quantized-quadratic-30000": lambda: QuantizedQuadratic.make(30_000, seed=1),
+    "posterized-texture-27648": lambda: PosterizedTexture.make(96, 96, 3, seed=1),
     "mc-raster-1002-1spp": lambda: MonteCarloRaster.noisy(167, samples=1, seed=1),
     "quantized-quadratic-1000+1%noise": lambda: AdditiveNoise.around(
         QuantizedQuadratic.make(1000, seed=1), 0.01
@@ -80,6 +84,7 @@ PROBLEMS: dict[str, Callable[[], Problem]] = {
     ),
 }
 BASE_PROBLEMS = tuple(PROBLEMS)[:7]
+HIGHER_DIMENSIONAL = tuple(p for p in PROBLEMS if p.endswith(("10000", "12288", "30000", "27648")))
 HIGH_DIMENSIONAL = ("quantized-quadratic-1000", "posterized-texture-3072", "disc-raster-1002")
 ESTIMATORS = ("reference", "surrogate", "es", "es-averaged")
 MEAN: dict[str, Any] = {"recommendation": "mean"}  # on a noisy loss the best evaluation is biased by luck
@@ -160,6 +165,15 @@ SWEEPS: dict[str, list[Row]] = {
             {},
             {"loss_scale": "first", "step_follows_sigma": False, "lr": 0.1},
             {"loss_scale": "first", "step_follows_sigma": False, "lr": 0.05},
+        )
+    ],
+    "high-dim-steps": [
+        (p, name, change)
+        for p in HIGHER_DIMENSIONAL
+        for name, change in (
+            *[("es", {"lr": lr}) for lr in (0.01, 0.02, 0.05, 0.1, 0.2)],
+            ("es", {}),
+            ("default", {}),
         )
     ],
     "width": [

@@ -161,7 +161,8 @@ BOOL_FIELDS = ("antithetic", "zero_init_output", "fit_before_step", "step_follow
 
 CONFIG_CASES = []
 for field, low in INT_FIELDS.items():
-    for value in (low - 1, -5, float(low + 2), NAN, INF, "4", True, None):
+    optional = field == "hidden_width"  # None: chosen from the dimension
+    for value in (low - 1, -5, float(low + 2), NAN, INF, "4", True) + (() if optional else (None,)):
         CONFIG_CASES.append(_config_case(field, value, rf"{field}=.* must be an integer >= {low}"))
 for field in POSITIVE_FLOATS:
     for value in (0.0, -0.1, NAN, INF, -INF, "0.1", True) + ((None,) if field != "lr" else ()):

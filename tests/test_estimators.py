@@ -83,3 +83,42 @@ def test_first_loss_scale_is_adam_on_the_raw_es_gradient() -> None:
         v = 0.999 * v + 0.001 * gradient**2
         theta = theta - 0.1 * (m / (1 - 0.9**step)) / (np.sqrt(v / (1 - 0.999**step)) + 1e-8)
         np.testing.assert_allclose(opt.theta, theta, rtol=0, atol=1e-9)
+
+
+@pytest.mark.parametrize(
+    ("dim", "options", "width"),
+    [
+        (9_999, {}, 64),
+        (10_000, {}, 16),
+        (10_000, {"hidden_width": 64}, 64),
+        (10_000, {"preset": "reference"}, 64),
+    ],
+)
+def test_surrogate_width_follows_the_dimension_unless_set(
+    dim: int, options: dict[str, object], width: int
+) -> None:
+    from zg_asktell import ZeroGrads, preset
+
+    config = preset(str(options.pop("preset", "default")), **options)
+    weights = ZeroGrads(np.zeros(dim), config=config, seed=0).state_dict()["estimator"]["model"][
+        "layers.0.weight"
+    ]
+    assert tuple(weights.shape) == (width, dim * (1 + 2 * config.encoding_frequencies))
+
+
+def _first_step(dim: int, budget: int | None) -> float:
+    from zg_asktell import ZeroGrads
+
+    opt = ZeroGrads(np.zeros(dim), 1.0, budget=budget, seed=0, estimator="es", dtype="float64")
+    X = opt.ask()
+    opt.tell(X, X.sum(axis=1))  # a linear loss: Adam's first step is lr in every coordinate
+    return float(np.median(np.abs(opt.theta)))
+
+
+@pytest.mark.parametrize("budget", [None, 3000])
+def test_default_step_shrinks_as_one_over_sqrt_dimension_beyond_3072(budget: int | None) -> None:
+    sigma_factor = 1.0 if budget is None else 0.2 ** (16 / budget)  # sigma after the first batch
+    horizon = 0.1 if budget is None else 2.5 / np.sqrt(budget / 16)
+    assert _first_step(1000, budget) == pytest.approx(horizon * sigma_factor, rel=1e-6)
+    assert _first_step(3072, budget) == pytest.approx(horizon * sigma_factor, rel=1e-6)
+    assert _first_step(4 * 3072, budget) == pytest.approx(horizon * sigma_factor / 2, rel=1e-6)

@@ -37,7 +37,10 @@ class ZeroGradsConfig:
             Gaussian smoothing, no surrogate).
         gradient_averaging: running-average factor rho in [0, 1) applied to the
             gradient before the Adam step (0 disables it).
-        hidden_width: surrogate MLP width W.
+        hidden_width: surrogate MLP width W; ``None`` picks it from the dimension d: 64,
+            or 16 from ``d = 10,000`` on, where the first layer (``d (1 + 2L) W`` weights)
+            sets the optimizer's time and a narrower one measured no worse
+            (docs/calibration.md).
         hidden_layers: number of hidden layers of width W (at least 1).
         encoding_frequencies: positional encoding octaves L (input width d(1+2L)); 0 feeds
             the raw normalised coordinates.
@@ -53,7 +56,8 @@ class ZeroGradsConfig:
         lr: Adam step size on theta in units of the current sigma (normalised space);
             ``None`` scales it to the horizon: ``2.5 / sqrt(budget / batch_size)`` clipped
             to [0.02, 1] when the budget is known (docs/calibration.md), else 0.1; either
-            times ``sqrt(1 - gradient_averaging)``.
+            times ``sqrt(1 - gradient_averaging)`` and, above 3,072 variables, times
+            ``sqrt(3072 / d)``.
         sigma_final: sigma at the end of the budget as a fraction of the initial sigma;
             annealed geometrically over ``budget`` evaluations (held when no budget is given).
         sigma_hold: fraction of the budget during which sigma is held at its start value
@@ -79,7 +83,7 @@ class ZeroGradsConfig:
     jitter: float = 0.0
     estimator: Estimator = "control-variate"
     gradient_averaging: float = 0.0
-    hidden_width: int = 64
+    hidden_width: int | None = None
     hidden_layers: int = 2
     encoding_frequencies: int = 3
     zero_init_output: bool = True
@@ -113,7 +117,8 @@ class ZeroGradsConfig:
         _check_choice(self, "loss_scale", ("running", "first"))
         _check_choice(self, "recommendation", ("auto", "best", "mean"))
         _check_choice(self, "dtype", ("float32", "float64"))
-        _check_int(self, "hidden_width", 1)
+        if self.hidden_width is not None:
+            _check_int(self, "hidden_width", 1)
         _check_int(self, "hidden_layers", 1)
         _check_int(self, "encoding_frequencies", 0)
         _check_int(self, "fit_steps", 1)
@@ -186,6 +191,16 @@ def _check_choice(config: ZeroGradsConfig, name: str, choices: tuple[str, ...]) 
         raise ValueError(f"{name}={value!r} must be one of {list(choices)}")
 
 
+def surrogate_width(config: ZeroGradsConfig, dim: int) -> int:
+    """The surrogate's hidden width for dimension ``dim`` (``hidden_width`` or its rule)."""
+    if config.hidden_width is not None:
+        return config.hidden_width
+    return _WIDE if dim < _NARROW_FROM_DIM else _NARROW
+
+
+_WIDE, _NARROW, _NARROW_FROM_DIM = 64, 16, 10_000
+
+
 def is_integer(value: object) -> bool:
     """True for Python and numpy integers, False for bools."""
     return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
@@ -196,6 +211,7 @@ def is_integer(value: object) -> bool:
 # stepped before the fit on the newest batch, jitter 0.1 sigma.
 _REFERENCE = ZeroGradsConfig(
     estimator="surrogate",
+    hidden_width=64,
     batch_size=8,
     jitter=0.1,
     encoding_frequencies=0,

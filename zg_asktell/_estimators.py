@@ -15,7 +15,7 @@ from typing import Any, Protocol
 import torch
 from torch import Tensor, nn
 
-from ._config import ZeroGradsConfig
+from ._config import ZeroGradsConfig, surrogate_width
 
 
 class GradientEstimator(Protocol):
@@ -53,7 +53,7 @@ class SurrogateMLP(nn.Module):
         super().__init__()
         self.frequencies = config.encoding_frequencies
         widths = [dim * (1 + 2 * self.frequencies)]
-        widths += [config.hidden_width] * config.hidden_layers + [1]
+        widths += [surrogate_width(config, dim)] * config.hidden_layers + [1]
         # Built on the meta device and filled from our generator: nn.Linear's own
         # initialisation would draw from torch's global RNG.
         layers = [

@@ -27,6 +27,9 @@ _SCALE_RATE = 0.1  # running average rate of the loss spread used to scale targe
 # Horizon-scaled step (docs/calibration.md): the best ES step at 60, 190 and 625 updates
 # was about 0.4, 0.2 and 0.1 sigma, i.e. 2.5 / sqrt(updates).
 _HORIZON_LR, _MIN_LR, _MAX_LR, _DEFAULT_LR = 2.5, 0.02, 1.0, 0.1
+# The rule was calibrated up to this dimension; beyond it a batch's estimate is noisier and
+# the step shrinks as 1 / sqrt(d) (near the best fixed step at 10,000-30,000 variables).
+_CALIBRATED_DIM = 3072
 _PENDING_LIMIT = 64  # batches: candidates asked longer ago and never told are forgotten
 _FOREIGN = 2**62  # order of never-asked points: after every asked one
 
@@ -267,10 +270,11 @@ class ZeroGrads:
         # An averaged gradient is steadier, so Adam's normalised step is longer: the best
         # es-averaged step (rho 0.9) was about a third of plain ES's (docs/calibration.md).
         averaging = math.sqrt(1 - self._config.gradient_averaging)
+        dimension = min(1.0, math.sqrt(_CALIBRATED_DIM / self.dim))
         if self._budget is None:
-            return averaging * _DEFAULT_LR
+            return averaging * dimension * _DEFAULT_LR
         updates = max(1.0, self._budget / self._config.batch_size)
-        return averaging * min(_MAX_LR, max(_MIN_LR, _HORIZON_LR / math.sqrt(updates)))
+        return averaging * dimension * min(_MAX_LR, max(_MIN_LR, _HORIZON_LR / math.sqrt(updates)))
 
     def _sigma_factor(self) -> float:
         if self._budget is None:
