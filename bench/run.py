@@ -40,10 +40,11 @@ PRELOAD = ["bench._preload"]
 THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
 CURVE_POINTS = 12
 FULL_ESTIMATE = (
-    "roughly 30-60 CPU-hours, i.e. 15-30 hours on 2 cores (extrapolated from the quick run, "
-    "64-evaluation probes at the largest dimensions and `bench.scaling`), dominated by ZeroGrads' "
-    "surrogate at d = 196,608 (~0.2 s of optimizer time per evaluation, ~1.6 h per 30,000-evaluation "
-    "run) and NGOpt's meta-model at d ~ 10,000 (~0.15 s per evaluation)"
+    "at most 30-60 CPU-hours, i.e. 15-30 hours on 2 cores (extrapolated from the quick run, "
+    "64-evaluation probes at the largest dimensions and `bench.scaling` when ZeroGrads' surrogate "
+    "at d = 196,608 cost ~0.2 s of optimizer time per evaluation; its width rule has since cut that "
+    "to ~0.04 s, ~20 min per 30,000-evaluation run), with NGOpt's meta-model at d ~ 10,000 "
+    "(~0.15 s per evaluation) the other large cost"
 )
 
 
