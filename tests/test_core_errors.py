@@ -147,6 +147,7 @@ INT_FIELDS = {
     "encoding_frequencies": 0,
     "fit_steps": 1,
     "theta_steps": 1,
+    "threads": 1,
 }
 POSITIVE_FLOATS = ("lr", "lr_surrogate", "sigma_final")
 NONNEGATIVE_FLOATS = ("jitter", "weight_decay")
@@ -161,7 +162,7 @@ BOOL_FIELDS = ("antithetic", "zero_init_output", "fit_before_step", "step_follow
 
 CONFIG_CASES = []
 for field, low in INT_FIELDS.items():
-    optional = field == "hidden_width"  # None: chosen from the dimension
+    optional = field in ("hidden_width", "threads")  # None: chosen from the dimension, torch's own
     for value in (low - 1, -5, float(low + 2), NAN, INF, "4", True) + (() if optional else (None,)):
         CONFIG_CASES.append(_config_case(field, value, rf"{field}=.* must be an integer >= {low}"))
 for field in POSITIVE_FLOATS:

@@ -442,3 +442,16 @@ def test_sigma_is_held_then_annealed_to_sigma_final(hold: float) -> None:
     assert held == [2.0] * len(held) and len(held) == int(hold * 16)
     assert widths[-1] == pytest.approx(0.5)  # 2.0 * sigma_final at the end of the budget
     assert all(a > b for a, b in zip(widths[len(held) :], widths[len(held) + 1 :]))
+
+
+@pytest.mark.parametrize(("threads", "expected"), [(1, [1, 3, 1, 3]), (None, [])])
+def test_ask_and_tell_use_the_configured_torch_threads_and_restore_them(
+    threads: int | None, expected: list[int], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls: list[int] = []
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 3)
+    monkeypatch.setattr(torch, "set_num_threads", calls.append)
+    opt = make_opt(threads=threads)
+    X = opt.ask()
+    opt.tell(X, losses_of(X))
+    assert calls == expected  # one thread for sampling, then for the update; 3 again after each

@@ -6,7 +6,8 @@ import copy
 import dataclasses
 import math
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -218,8 +219,9 @@ class ZeroGrads:
             raise ValueError(f"n={n!r} must be a positive integer (candidates to ask)")
         n = int(n)
         if len(self._queue) < n:
-            while len(self._queue) < n:
-                self._queue.extend(self._sample_batch())
+            with _torch_threads(self._config.threads):
+                while len(self._queue) < n:
+                    self._queue.extend(self._sample_batch())
             self._forget_stale()  # only new samples make old candidates stale
         rows = []
         for x, sample in self._queue[:n]:
@@ -251,10 +253,11 @@ class ZeroGrads:
         values = losses_list(losses, len(points))
         for x, loss in zip(points, values):
             self._record(x, loss)
-        while len(self._buffer) >= self._config.batch_size:
-            batch = self._buffer[: self._config.batch_size]
-            del self._buffer[: self._config.batch_size]
-            self._update(batch)
+        with _torch_threads(self._config.threads):
+            while len(self._buffer) >= self._config.batch_size:
+                batch = self._buffer[: self._config.batch_size]
+                del self._buffer[: self._config.batch_size]
+                self._update(batch)
 
     # ----------------------------------------------------------------------- internals
     def _new_estimator(self) -> GradientEstimator:
@@ -528,6 +531,20 @@ class ZeroGrads:
         except Exception as error:
             raise ValueError(f"{os.fspath(path)!r} is not a readable ZeroGrads save file: {error}") from error
         return cls.from_state_dict(state, device=device)
+
+
+@contextmanager
+def _torch_threads(threads: int | None) -> Iterator[None]:
+    """torch's intra-op threads set to ``threads`` (None: left alone), restored on exit."""
+    previous = torch.get_num_threads()
+    if threads is None or threads == previous:
+        yield
+        return
+    torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
 
 
 def _tensor_like(array: npt.NDArray[Any] | None, like: torch.Tensor) -> torch.Tensor | None:
