@@ -77,7 +77,7 @@ class ZeroGradsConfig:
         device: torch device of the surrogate and of theta (``"cpu"``, ``"cuda"``...).
         threads: torch's intra-op CPU threads during ``ask`` and ``tell`` (restored after);
             ``None`` leaves torch's setting. One thread avoids oversubscription, which made
-            the optimizer 30-50x slower while other processes used the cores.
+            the optimizer about 50x slower while other processes used the cores.
         dtype: ``"float32"`` or ``"float64"`` for torch computations.
     """
 
