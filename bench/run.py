@@ -338,6 +338,8 @@ def _ratio(value: float | None, reference: float | None) -> str:
     if reference == 0:
         return "1.00x" if value == 0 else "inf"
     ratio = value / reference
+    if ratio >= 1e4:
+        return f"{ratio:.1e}x"
     return f"{ratio:.0f}x" if ratio >= 100 else f"{ratio:.2f}x"
 
 
