@@ -197,14 +197,14 @@ def _check_choice(config: ZeroGradsConfig, name: str, choices: tuple[str, ...]) 
         raise ValueError(f"{name}={value!r} must be one of {list(choices)}")
 
 
+_WIDE, _NARROW, _NARROW_FROM_DIM = 64, 16, 10_000  # hidden_width=None (docs/calibration.md)
+
+
 def surrogate_width(config: ZeroGradsConfig, dim: int) -> int:
     """The surrogate's hidden width for dimension ``dim`` (``hidden_width`` or its rule)."""
     if config.hidden_width is not None:
         return config.hidden_width
     return _WIDE if dim < _NARROW_FROM_DIM else _NARROW
-
-
-_WIDE, _NARROW, _NARROW_FROM_DIM = 64, 16, 10_000
 
 
 def is_integer(value: object) -> bool:
@@ -230,7 +230,8 @@ _REFERENCE = ZeroGradsConfig(
 )
 
 PRESETS: dict[str, ZeroGradsConfig] = {
-    # The library's default: the measured best surrogate design (docs/calibration.md).
+    # The library's default: ES with the surrogate as a control variate, the best surrogate
+    # design measured (docs/surrogate.md, docs/calibration.md).
     "default": ZeroGradsConfig(),
     # The paper's design: Adam on the surrogate's gradient at theta, our schedule and step.
     "surrogate": ZeroGradsConfig(estimator="surrogate"),

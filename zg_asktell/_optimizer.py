@@ -263,9 +263,8 @@ class ZeroGrads:
     def _new_estimator(self) -> GradientEstimator:
         if self._config.estimator == "es":
             return ESEstimator()
-        if self._config.estimator == "control-variate":
-            return ControlVariateEstimator(self.dim, self._config, self._generator, self._device, self._dtype)
-        return SurrogateEstimator(self.dim, self._config, self._generator, self._device, self._dtype)
+        kind = ControlVariateEstimator if self._config.estimator == "control-variate" else SurrogateEstimator
+        return kind(self.dim, self._config, self._generator, self._device, self._dtype)
 
     def _base_lr(self) -> float:
         if self._config.lr is not None:
