@@ -122,3 +122,10 @@ def test_default_step_shrinks_as_one_over_sqrt_dimension_beyond_3072(budget: int
     assert _first_step(1000, budget) == pytest.approx(horizon * sigma_factor, rel=1e-6)
     assert _first_step(3072, budget) == pytest.approx(horizon * sigma_factor, rel=1e-6)
     assert _first_step(4 * 3072, budget) == pytest.approx(horizon * sigma_factor / 2, rel=1e-6)
+
+
+def test_positional_encoding_gradient_matches_finite_differences() -> None:
+    from zg_asktell._estimators import positional_encoding
+
+    z = torch.linspace(-2.0, 2.0, 6, dtype=torch.float64).reshape(2, 3).requires_grad_(True)
+    assert torch.autograd.gradcheck(lambda z: positional_encoding(z, 3), (z,))
