@@ -84,7 +84,12 @@ PROBLEMS: dict[str, Callable[[], Problem]] = {
     ),
 }
 BASE_PROBLEMS = tuple(PROBLEMS)[:7]
-HIGHER_DIMENSIONAL = tuple(p for p in PROBLEMS if p.endswith(("10000", "12288", "30000", "27648")))
+HIGHER_DIMENSIONAL = (
+    "quantized-quadratic-10000",
+    "posterized-texture-12288",
+    "quantized-quadratic-30000",
+    "posterized-texture-27648",
+)
 HIGH_DIMENSIONAL = ("quantized-quadratic-1000", "posterized-texture-3072", "disc-raster-1002")
 ESTIMATORS = ("reference", "surrogate", "es", "es-averaged")
 MEAN: dict[str, Any] = {"recommendation": "mean"}  # on a noisy loss the best evaluation is biased by luck
@@ -178,7 +183,7 @@ SWEEPS: dict[str, list[Row]] = {
     ],
     "width": [
         (p, name, change)
-        for p in ("quantized-quadratic-10000", "posterized-texture-12288")
+        for p in HIGHER_DIMENSIONAL[:2]
         for name, change in (
             ("es", {}),
             *[("default", {"hidden_width": width}) for width in (64, 32, 16)],
