@@ -53,6 +53,19 @@ def test_control_variate_beats_es_once_the_surrogate_has_learned_the_loss() -> N
     assert np.mean(errors["control-variate"]) < 0.2 * np.mean(errors["es"])
 
 
+def test_control_variate_gives_no_weight_to_a_loss_even_around_theta() -> None:
+    """A bowl centred on theta: antithetic ES sees exactly zero, and so must the control
+    variate, however well its surrogate learned the bowl (it learns only the even part)."""
+    generator = torch.Generator().manual_seed(4)
+    theta = torch.zeros(DIM, dtype=torch.float64)
+    estimator = _control_variate()
+    for _ in range(300):
+        inputs, offsets, sigmas, _ = _batch(generator, theta)
+        bowl = ((offsets**2).sum(1) - DIM) / (2 * DIM) ** 0.5  # centred and scaled as the optimizer does
+        estimator.fit(inputs, offsets, sigmas, bowl)
+    assert float(torch.linalg.norm(estimator.gradient(theta))) < 1e-12
+
+
 @pytest.mark.parametrize("rows", [[0, 1], []])
 def test_control_variate_ignores_points_it_never_asked(rows: list[int]) -> None:
     generator = torch.Generator().manual_seed(3)

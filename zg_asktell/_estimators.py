@@ -31,12 +31,17 @@ class GradientEstimator(Protocol):
 
 
 def positional_encoding(z: Tensor, frequencies: int) -> Tensor:
-    """``[z, sin(2^k z), cos(2^k z) for k < frequencies]`` along the last axis (NeRF)."""
+    """``[z, sin(2^k z) for k < frequencies, cos(2^k z) for k < frequencies]`` along the last
+    axis (NeRF). Octaves after the first come from the double-angle formulas: products cost
+    less than sines, forward and backward."""
     if frequencies == 0:
         return z
-    scales = 2.0 ** torch.arange(frequencies, device=z.device, dtype=z.dtype)
-    angles = (z[..., None, :] * scales[:, None]).flatten(-2)
-    return torch.cat([z, torch.sin(angles), torch.cos(angles)], dim=-1)
+    sines, cosines = [torch.sin(z)], [torch.cos(z)]
+    for _ in range(frequencies - 1):
+        sine, cosine = sines[-1], cosines[-1]
+        sines.append(2 * sine * cosine)
+        cosines.append(1 - 2 * sine * sine)
+    return torch.cat([z, *sines, *cosines], dim=-1)
 
 
 class SurrogateMLP(nn.Module):
@@ -93,11 +98,11 @@ class SurrogateEstimator:
         device: torch.device,
         dtype: torch.dtype,
     ) -> None:
+        self.config = config
         self.model = SurrogateMLP(dim, config, generator, device, dtype)
         self.optimizer = torch.optim.AdamW(
             self.model.parameters(), lr=config.lr_surrogate, weight_decay=config.weight_decay, fused=True
         )  # fused: one kernel for all parameters, 3x faster fits at d = 10,000 on CPU
-        self.fit_steps = config.fit_steps
 
     def fit(self, inputs: Tensor, offsets: Tensor, sigmas: Tensor, targets: Tensor) -> None:
         self._fit(positional_encoding(inputs, self.model.frequencies), targets)
@@ -106,7 +111,7 @@ class SurrogateEstimator:
         """``fit_steps`` Adam steps on the weights for encoded inputs ``features``; ``first``,
         the network's output on them with its graph, saves the first step's forward pass."""
         parameters = list(self.model.parameters())
-        for _ in range(self.fit_steps):
+        for _ in range(self.config.fit_steps):
             predictions = self.model.head(features) if first is None else first
             first = None
             self.optimizer.zero_grad(set_to_none=True)
@@ -134,7 +139,9 @@ class ControlVariateEstimator(SurrogateEstimator):
     earlier updates only, is unbiased for the smoothed loss's gradient whatever ``h`` is; its
     variance shrinks with the share of the loss ``h`` predicts. ``c`` is the running
     regression coefficient of fresh targets on ``h``'s predictions, clipped to [0, 1]: 0
-    (plain ES) until the surrogate predicts samples it has not seen.
+    (plain ES) until the surrogate predicts samples it has not seen. With antithetic pairs
+    it regresses the pairs' differences ``t+ - t-`` on ``h+ - h-``: ES sees only that odd
+    part, so a surrogate that fits the even part (a bowl's curvature) well earns no weight.
     """
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -158,6 +165,8 @@ class ControlVariateEstimator(SurrogateEstimator):
             self._gradient = _stein_gradient(t - c * h, offsets[asked], sigmas[asked])
             if c > 0:
                 self._gradient = self._gradient + c * pathwise.mean(0)
+            if self.config.antithetic and len(t) % 2 == 0:  # asked rows keep their +/- pair order
+                h, t = h[0::2] - h[1::2], t[0::2] - t[1::2]
             self._covariance = _COEFFICIENT_DECAY * self._covariance + float(h @ t)
             self._variance = _COEFFICIENT_DECAY * self._variance + float(h @ h)
         self._fit(features.detach(), targets, first=predictions)
