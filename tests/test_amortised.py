@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import io
+
 import numpy as np
 import pytest
 import torch
@@ -89,3 +91,18 @@ def test_bad_input_and_bad_outputs_are_named() -> None:
     ):
         broken(torch.zeros(4, 3))
     assert len(broken.inputs) == 0  # nothing recorded from a failed call
+
+
+def test_a_saved_and_loaded_copy_continues_exactly_as_the_original() -> None:
+    x = torch.linspace(-1, 1, 12).reshape(4, 3)
+    original = LearnedSmoothing(linear, 3, 2, memory=8, fit_batch=4, seed=3)
+    for _ in range(5):
+        original(x)
+    saved = io.BytesIO()
+    torch.save(original.state_dict(), saved)
+    saved.seek(0)
+    resumed = LearnedSmoothing(linear, 3, 2, memory=8, fit_batch=4, seed=99)
+    resumed.load_state_dict(torch.load(saved))
+    for _ in range(3):
+        assert torch.equal(resumed(x), original(x))
+    assert torch.equal(resumed.inputs, original.inputs)

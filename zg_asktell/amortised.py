@@ -13,6 +13,7 @@ the loss at equal evaluations, docs/surrogate.md).
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -41,6 +42,9 @@ class LearnedSmoothing(torch.nn.Module):
         fit_batch, fit_steps, lr: pairs per fit step, Adam fit steps per call, their step size.
         seed: seed of the jitter and of the surrogate's initialisation.
         device: torch device of the surrogate.
+
+    ``state_dict()`` / ``load_state_dict()`` save and resume it exactly: weights, fit
+    memory, the fitter's moments and the jitter's RNG.
 
     Example:
         >>> import numpy as np, torch
@@ -131,6 +135,18 @@ class LearnedSmoothing(torch.nn.Module):
         self._fit()
         frozen = {name: weight.detach() for name, weight in self.surrogate.named_parameters()}
         return self.model(x.to(device, torch.float32), frozen).to(x.device, x.dtype)
+
+    def get_extra_state(self) -> dict[str, Any]:
+        """What ``state_dict()`` holds beyond the weights, so that a loaded copy continues
+        exactly as the original would: the fit memory, the fitter's moments, the RNG."""
+        memory = {"inputs": self.inputs, "outputs": self.outputs}
+        return {**memory, "fitter": self.fitter.state_dict(), "generator": self.generator.get_state()}
+
+    def set_extra_state(self, state: dict[str, Any]) -> None:
+        device = self.inputs.device
+        self.inputs, self.outputs = state["inputs"].to(device), state["outputs"].to(device)
+        self.fitter.load_state_dict(state["fitter"])
+        self.generator.set_state(state["generator"])
 
     def _fit(self) -> None:
         for _ in range(self.fit_steps):
