@@ -22,7 +22,8 @@ import numpy as np
 
 from zg_asktell import ZeroGrads
 
-from .run import ROOT, THREAD_VARIABLES, PeakMemory, RunTimeout, execute, limits, machine
+from .report import machine
+from .run import ROOT, THREAD_VARIABLES, PeakMemory, RunTimeout, execute, limits
 
 DIMS = (100, 1_000, 10_000, 100_000, 200_000)
 DEFAULT_OUT = ROOT / "bench" / "results" / "scaling"
