@@ -14,10 +14,11 @@ median final losses (of ``recommend()``). Sweeps:
 - ``recommendation``: theta, the best evaluated point, or theta until the budget is spent and
   then the best point (which includes theta, evaluated in the last batch);
 - ``averaged-steps``: the step size of ``es-averaged`` (its fair tuning for docs/surrogate.md);
-- ``paper``: the ``reference`` settings against the surrogate and both ES ablations on tasks
-  shaped like the paper's (1-D toy, Rosenbrock, binary display, texture, digits network);
-- ``noise``: the same four on noisy objectives (Monte Carlo rendering, additive noise), and
-  three of them with sigma held and a short fixed step, as the reference does;
+- ``paper``: the ``reference`` settings against the default (the control variate), the
+  direct surrogate step and both ES ablations on tasks shaped like the paper's (1-D toy,
+  Rosenbrock, binary display, texture, digits network);
+- ``noise``: the same five on noisy objectives (Monte Carlo rendering, additive noise), and
+  four of them with sigma held and a short fixed step, as the reference does;
 - ``hold``: sigma held for a fraction of the budget before its anneal (as PRDPT does);
 - ``loss-scale``: ES with Adam on the raw loss and a fixed step, as PRDPT does, against
   the default running loss scale and sigma-following step;
@@ -25,7 +26,8 @@ median final losses (of ``recommend()``). Sweeps:
   with its dimension factor (``lr=None``);
 - ``width``: the default's surrogate width at 10,000+ dimensions, where its first layer
   sets the optimizer's time per evaluation;
-- ``batch``: the surrogate against ES at batch sizes 16, 64 and 256;
+- ``batch``: the default and the direct surrogate step against ES at batch sizes 16, 64
+  and 256;
 - ``designs``: surrogate options that use the model beyond one gradient (several theta
   steps per batch), and its capacity and pace, against ES at 1,000-3,072 dimensions.
 
@@ -91,7 +93,7 @@ HIGHER_DIMENSIONAL = (
     "posterized-texture-27648",
 )
 HIGH_DIMENSIONAL = ("quantized-quadratic-1000", "posterized-texture-3072", "disc-raster-1002")
-ESTIMATORS = ("reference", "surrogate", "es", "es-averaged")
+ESTIMATORS = ("reference", "default", "surrogate", "es", "es-averaged")
 MEAN: dict[str, Any] = {"recommendation": "mean"}  # on a noisy loss the best evaluation is biased by luck
 Row = tuple[str, str, dict[str, Any]]
 SURROGATE_VARIANTS: tuple[dict[str, Any], ...] = (
@@ -192,7 +194,7 @@ SWEEPS: dict[str, list[Row]] = {
     "batch": [
         (p, name, {"batch_size": size})
         for p in HIGH_DIMENSIONAL
-        for name in ("surrogate", "es")
+        for name in ("default", "surrogate", "es")
         for size in (16, 64, 256)
     ],
 }

@@ -134,6 +134,25 @@ def detail_table(cells: Table, instance: str, budgets: Sequence[int], optimizers
     return "\n".join(lines)
 
 
+def ablation_table(
+    cells: Table, instances: Sequence[str], budgets: Sequence[int], optimizers: Sequence[str]
+) -> str:
+    """Each of our presets' median over that of the ES ablation (same sampling, schedule, step)."""
+    variants = [name for name in optimizers if name in OURS and name != ES_ABLATION]
+    lines = [
+        f"| problem | budget | {ES_ABLATION} median | "
+        + " | ".join(f"{name} / {ES_ABLATION}" for name in variants)
+        + " |",
+        "|---|---|---|" + "---|" * len(variants),
+    ]
+    for instance in instances:
+        for budget in budgets:
+            es = _cell(cells, instance, budget, ES_ABLATION).median
+            ratios = [_ratio(_cell(cells, instance, budget, name).median, es) for name in variants]
+            lines.append(f"| {instance} | {budget} | {_number(es)} | " + " | ".join(ratios) + " |")
+    return "\n".join(lines)
+
+
 # ---------------------------------------------------------------------- figures
 def _colour(name: str) -> Any:
     import matplotlib
@@ -270,6 +289,12 @@ def report(data: dict[str, Any], results: Sequence[RunResult]) -> str:
     cells = aggregate(results)
     parts = ["### Summary", ""]
     parts += [summary_table(cells, instances, b, optimizers) + "\n" for b in budgets]
+    if ES_ABLATION in optimizers:
+        parts += [
+            "### Against the ES ablation",
+            "",
+            ablation_table(cells, instances, budgets, optimizers) + "\n",
+        ]
     parts += ["### Per problem", ""]
     parts += [detail_table(cells, i, budgets, optimizers) + "\n" for i in instances]
     failed = sum(r.failure is not None for r in results)

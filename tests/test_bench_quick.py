@@ -61,3 +61,19 @@ def test_quick_preset_produces_every_row(tmp_path: Path, monkeypatch: pytest.Mon
             assert (tmp_path / f"curves_{family}-{dim}.png").is_file()
             for name in OPTIMIZERS:
                 assert f"| {name} |" in completed.stdout
+            assert f"| {family}-{dim} | {preset.budgets[-1]} |" in completed.stdout  # against ES
+
+
+def test_ablation_table_divides_each_preset_by_the_es_ablation(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.syspath_prepend(str(ROOT))
+    from bench.report import Cell, ablation_table
+
+    cells = {
+        ("lander-10", 960, "ZG-es"): Cell(losses=[2.0, 4.0, 3.0]),
+        ("lander-10", 960, "ZeroGrads"): Cell(losses=[1.5]),
+        ("lander-10", 960, "PRDPT"): Cell(losses=[0.1]),
+    }
+    table = ablation_table(cells, ["lander-10"], [960], ["ZeroGrads", "ZG-surrogate", "ZG-es", "PRDPT"])
+    header, _, row = table.splitlines()
+    assert header == "| problem | budget | ZG-es median | ZeroGrads / ZG-es | ZG-surrogate / ZG-es |"
+    assert row == "| lander-10 | 960 | 3 | 0.50x | – |"
