@@ -57,8 +57,9 @@ def test_every_sweep_names_known_problems_and_valid_presets() -> None:
 
 
 def test_table_prints_ratios_to_es_and_names_zeros() -> None:
-    medians = np.array([[0.2, 0.0], [0.1, 0.0], [0.1, 0.0], [0.05, 0.0]])
+    medians = np.array([[0.2, 0.0], [0.08, 0.0], [0.1, 0.0], [0.1, 0.0], [0.05, 0.0]])  # ESTIMATORS' order
     text = table("paper", [3000, 30000], np.vstack([medians] * 5), seeds=3)
+    assert "| hard-edge-1d (0.391) | default | - | 0.08 (0.80x) | 0 (both 0) |" in text
     assert "| hard-edge-1d (0.391) | surrogate | - | 0.1 (1.00x) | 0 (both 0) |" in text
     assert "| hard-edge-1d (0.391) | reference | - | 0.2 (2.00x) | 0 (both 0) |" in text
 
