@@ -28,6 +28,8 @@ median final losses (of ``recommend()``). Sweeps:
   sets the optimizer's time per evaluation;
 - ``batch``: the default and the direct surrogate step against ES at batch sizes 16, 64
   and 256;
+- ``long-budget``: the default against ES on small problems run long, where ES keeps
+  converging and the control variate can stall (run with many seeds: the lander is noisy);
 - ``designs``: surrogate options that use the model beyond one gradient (several theta
   steps per batch), and its capacity and pace, against ES at 1,000-3,072 dimensions.
 
@@ -190,6 +192,9 @@ SWEEPS: dict[str, list[Row]] = {
             ("es", {}),
             *[("default", {"hidden_width": width}) for width in (64, 32, 16)],
         )
+    ],
+    "long-budget": [
+        (p, name, {}) for p in ("sphere-10", "rosenbrock-2", "lander-100") for name in ("default", "es")
     ],
     "batch": [
         (p, name, {"batch_size": size})
