@@ -30,6 +30,8 @@ median final losses (of ``recommend()``). Sweeps:
   and 256;
 - ``long-budget``: the default against ES on small problems run long, where ES keeps
   converging and the control variate can stall (run with many seeds: the lander is noisy);
+- ``ensemble``: the default with a mean of 3 surrogates as its control variate against the
+  default and ES on the six non-differentiable problems of 1,000-3,072 dimensions;
 - ``designs``: surrogate options that use the model beyond one gradient (several theta
   steps per batch), and its capacity and pace, against ES at 1,000-3,072 dimensions.
 
@@ -95,6 +97,7 @@ HIGHER_DIMENSIONAL = (
     "posterized-texture-27648",
 )
 HIGH_DIMENSIONAL = ("quantized-quadratic-1000", "posterized-texture-3072", "disc-raster-1002")
+THOUSANDS = (*HIGH_DIMENSIONAL, "integer-1000", "lander-1000", "step-net-2410")
 ESTIMATORS = ("reference", "default", "surrogate", "es", "es-averaged")
 MEAN: dict[str, Any] = {"recommendation": "mean"}  # on a noisy loss the best evaluation is biased by luck
 Row = tuple[str, str, dict[str, Any]]
@@ -195,6 +198,11 @@ SWEEPS: dict[str, list[Row]] = {
     ],
     "long-budget": [
         (p, name, {}) for p in ("sphere-10", "rosenbrock-2", "lander-100") for name in ("default", "es")
+    ],
+    "ensemble": [
+        (p, name, change)
+        for p in THOUSANDS
+        for name, change in (("default", {"ensemble_size": 3}), ("default", {}), ("es", {}))
     ],
     "batch": [
         (p, name, {"batch_size": size})

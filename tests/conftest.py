@@ -31,6 +31,7 @@ ESTIMATORS = ("control-variate", "surrogate", "es")
 VARIANTS: dict[str, dict[str, Any]] = {
     "default": {},
     "control-variate-averaged-f64": {"gradient_averaging": 0.7, "dtype": "float64"},
+    "control-variate-ensemble": {"ensemble_size": 3},
     "surrogate": {"estimator": "surrogate"},
     "surrogate-averaged-f64": {
         "estimator": "surrogate",

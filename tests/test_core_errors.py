@@ -144,6 +144,7 @@ INT_FIELDS = {
     "batch_size": 2,
     "hidden_width": 1,
     "hidden_layers": 1,
+    "ensemble_size": 1,
     "encoding_frequencies": 0,
     "fit_steps": 1,
     "theta_steps": 1,

@@ -22,9 +22,9 @@ def _batch(generator: torch.Generator, theta: torch.Tensor, pairs: int = 8) -> t
     return inputs, offsets, torch.ones(len(inputs), dtype=torch.float64), inputs @ SLOPE
 
 
-def _control_variate() -> ControlVariateEstimator:
+def _control_variate(config: ZeroGradsConfig = CONFIG) -> ControlVariateEstimator:
     generator = torch.Generator().manual_seed(0)
-    return ControlVariateEstimator(DIM, CONFIG, generator, torch.device("cpu"), torch.float64)
+    return ControlVariateEstimator(DIM, config, generator, torch.device("cpu"), torch.float64)
 
 
 def test_control_variate_is_plain_es_until_the_surrogate_predicts() -> None:
@@ -64,6 +64,24 @@ def test_control_variate_gives_no_weight_to_a_loss_even_around_theta() -> None:
         bowl = ((offsets**2).sum(1) - DIM) / (2 * DIM) ** 0.5  # centred and scaled as the optimizer does
         estimator.fit(inputs, offsets, sigmas, bowl)
     assert float(torch.linalg.norm(estimator.gradient(theta))) < 1e-12
+
+
+def test_ensemble_surrogate_is_the_mean_of_members_each_fit_on_its_own() -> None:
+    generator = torch.Generator().manual_seed(5)
+    theta = torch.zeros(DIM, dtype=torch.float64)
+    ensemble, alone = _control_variate(CONFIG.replace(ensemble_size=3)), _control_variate()
+    alone.model.members[0].load_state_dict(ensemble.model.members[1].state_dict())
+    for _ in range(100):
+        batch = _batch(generator, theta)
+        ensemble.fit(*batch)
+        alone.fit(*batch)
+    # member 1 followed the same weights as a surrogate fit alone on the same batches
+    for mine, reference in zip(ensemble.model.members[1].parameters(), alone.model.parameters()):
+        torch.testing.assert_close(mine, reference, rtol=1e-6, atol=1e-9)
+    inputs = _batch(generator, theta)[0]
+    members = torch.stack([member(inputs) for member in ensemble.model.members]).detach()
+    torch.testing.assert_close(ensemble.model(inputs).detach(), members.mean(0), rtol=0, atol=1e-12)
+    assert not torch.equal(members[0], members[1])
 
 
 @pytest.mark.parametrize("rows", [[0, 1], []])
@@ -114,7 +132,7 @@ def test_surrogate_width_follows_the_dimension_unless_set(
 
     config = preset(str(options.pop("preset", "default")), **options)
     weights = ZeroGrads(np.zeros(dim), config=config, seed=0).state_dict()["estimator"]["model"][
-        "layers.0.weight"
+        "members.0.layers.0.weight"
     ]
     assert tuple(weights.shape) == (width, dim * (1 + 2 * config.encoding_frequencies))
 

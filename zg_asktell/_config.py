@@ -42,6 +42,8 @@ class ZeroGradsConfig:
             sets the optimizer's time and a narrower one measured no worse
             (docs/calibration.md).
         hidden_layers: number of hidden layers of width W (at least 1).
+        ensemble_size: number of independently initialised surrogate MLPs, each fit on its
+            own; the surrogate ``h`` is their mean (K times the surrogate's cost).
         encoding_frequencies: positional encoding octaves L (input width d(1+2L)); 0 feeds
             the raw normalised coordinates.
         zero_init_output: start the last layer at zero, so the surrogate's gradient starts
@@ -88,6 +90,7 @@ class ZeroGradsConfig:
     gradient_averaging: float = 0.0
     hidden_width: int | None = None
     hidden_layers: int = 2
+    ensemble_size: int = 1
     encoding_frequencies: int = 3
     zero_init_output: bool = True
     weight_decay: float = 0.1
@@ -124,6 +127,7 @@ class ZeroGradsConfig:
         if self.hidden_width is not None:
             _check_int(self, "hidden_width", 1)
         _check_int(self, "hidden_layers", 1)
+        _check_int(self, "ensemble_size", 1)
         _check_int(self, "encoding_frequencies", 0)
         _check_int(self, "fit_steps", 1)
         _check_int(self, "theta_steps", 1)
