@@ -32,6 +32,10 @@ median final losses (of ``recommend()``). Sweeps:
   converging and the control variate can stall (run with many seeds: the lander is noisy);
 - ``ensemble``: the default with a mean of 3 surrogates as its control variate against the
   default and ES on the six non-differentiable problems of 1,000-3,072 dimensions;
+- ``long-budget-steps``: the same at fixed steps from the horizon rule's (0.058 at
+  30,000 evaluations) down to a quarter of it: how much of the gap is the step;
+- ``fair-steps``: the default and ES at fixed steps around the horizon rule's on the
+  six problems of 1,000-3,072 dimensions (each method's best step against the other's);
 - ``designs``: surrogate options that use the model beyond one gradient (several theta
   steps per batch), and its capacity and pace, against ES at 1,000-3,072 dimensions.
 
@@ -203,6 +207,18 @@ SWEEPS: dict[str, list[Row]] = {
         (p, name, change)
         for p in THOUSANDS
         for name, change in (("default", {"ensemble_size": 3}), ("default", {}), ("es", {}))
+    ],
+    "long-budget-steps": [
+        (p, name, {"lr": lr})
+        for p in ("sphere-10", "rosenbrock-2", "lander-100")
+        for name in ("default", "es")
+        for lr in (0.06, 0.03, 0.015)
+    ],
+    "fair-steps": [
+        (p, name, {"lr": lr})
+        for p in THOUSANDS
+        for name in ("default", "es")
+        for lr in (0.06, 0.1, 0.18, 0.3)
     ],
     "batch": [
         (p, name, {"batch_size": size})
