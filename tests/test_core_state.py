@@ -152,3 +152,16 @@ def test_es_resume_before_a_batch_of_never_asked_points(tmp_path: Path) -> None:
     for opt in (resumed, uninterrupted):
         opt.tell(foreign, losses_of(foreign))
     assert_same_future(resumed, uninterrupted)
+
+
+@pytest.mark.parametrize("name", ["default", "surrogate"])
+def test_state_saved_before_ensembles_resumes(name: str) -> None:
+    """States written before ``ensemble_size`` existed hold one network's weights under
+    ``layers.*`` and no ``ensemble_size`` in their config; they resume unchanged."""
+    opt = make_opt(**VARIANTS[name])
+    run_until_split(opt, 1, 2, 1)
+    old = copy.deepcopy(opt.state_dict())
+    del old["config"]["ensemble_size"]
+    model = old["estimator"]["model"]
+    old["estimator"]["model"] = {key.removeprefix("members.0."): value for key, value in model.items()}
+    assert_same_future(ZeroGrads.from_state_dict(old), opt)

@@ -148,7 +148,10 @@ class SurrogateEstimator:
         return {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict()}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.model.load_state_dict(state["model"])
+        model = state["model"]
+        if any(key.startswith("layers.") for key in model):  # saved before ensembles: one network
+            model = {f"members.0.{key}": value for key, value in model.items()}
+        self.model.load_state_dict(model)
         self.optimizer.load_state_dict(state["optimizer"])
 
 
