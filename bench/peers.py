@@ -5,6 +5,8 @@
 * ``PRDPT``: our implementation of plateau-reduced gradient descent (antithetic
   Gaussian-smoothing gradient estimate fed to Adam, sigma held, then decayed linearly);
 * ``sep-CMA``: pycma with ``CMA_diagonal=True`` and population = batch size;
+* ``SNES``: our implementation of separable natural evolution strategies (what EvoTorch
+  and evosax offer for high dimension), population = batch size;
 * Nevergrad's ``CMA`` (``DiagonalCMA`` from d >= 2000), ``SPSA``, ``TBPSA``, ``NGOpt``,
   ``OnePlusOne`` and ``RandomSearch`` from its registry, ``num_workers`` = batch size
   (SPSA refuses parallel workers: it runs sequentially, one candidate per ask).
@@ -18,6 +20,7 @@ below d = 300. Each benchmark run is its own process, so ``sep-CMA`` keeps pycma
 
 from __future__ import annotations
 
+import math
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -180,6 +183,46 @@ class SepCMA:
         return self.x0.copy() if best is None else np.asarray(best, dtype=np.float64)
 
 
+class SNES:
+    """Separable natural evolution strategies (Schaul, Glasmachers & Schmidhuber 2011).
+
+    A diagonal Gaussian ``N(mu, diag(s)^2)``; each generation of ``batch`` samples is ranked,
+    weighted by the paper's fitness-shaping utilities, and moves ``mu`` (rate 1) and
+    ``log s`` (rate ``(3 + ln d) / (5 sqrt d)``) along the natural gradient. O(batch * d)
+    time and O(d) memory per generation. Candidates are clipped to the box; the update
+    uses the unclipped samples. The answer is ``mu``.
+    """
+
+    def __init__(self, setting: Setting) -> None:
+        problem = setting.problem
+        self.setting = setting
+        self.batch = setting.batch
+        self.note = ""
+        self.mu = problem.x0.copy()
+        self.scale = np.full(problem.dim, setting.sigma)
+        self.rng = np.random.default_rng(setting.seed)
+        self.noise = np.zeros((0, problem.dim))
+        ranks = np.arange(1, setting.batch + 1)
+        raw = np.maximum(0.0, math.log(setting.batch / 2 + 1) - np.log(ranks))
+        self.utilities = raw / raw.sum() - 1 / setting.batch  # best first
+        self.scale_rate = (3 + math.log(problem.dim)) / (5 * math.sqrt(problem.dim))
+
+    def ask(self, n: int) -> FloatArray:
+        self.noise = self.rng.standard_normal((n, self.mu.size))
+        problem = self.setting.problem
+        return np.clip(self.mu + self.scale * self.noise, problem.lower, problem.upper)
+
+    def tell(self, X: FloatArray, losses: FloatArray) -> None:
+        if len(losses) < self.batch:  # a partial last generation: too few samples to rank
+            return
+        weights = self.utilities[np.argsort(np.argsort(losses))]
+        self.mu = self.mu + self.scale * (weights @ self.noise)
+        self.scale = self.scale * np.exp(0.5 * self.scale_rate * (weights @ (self.noise**2 - 1)))
+
+    def recommend(self) -> FloatArray:
+        return self.mu.copy()
+
+
 class NevergradPeer:
     """An optimizer from Nevergrad's registry, told in whole batches (``num_workers``)."""
 
@@ -236,6 +279,7 @@ OPTIMIZERS: dict[str, Callable[[Setting], Peer]] = {
     **{label: partial(ZeroGradsPeer, name) for label, name in ZEROGRADS_PRESETS.items()},
     "PRDPT": PRDPT,
     "sep-CMA": SepCMA,
+    "SNES": SNES,
     **{name: partial(NevergradPeer, name) for name in NEVERGRAD},
 }
 OURS = tuple(ZEROGRADS_PRESETS)  # ZeroGrads and its ablations; every other optimizer is a peer

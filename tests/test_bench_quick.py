@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -77,3 +78,19 @@ def test_ablation_table_divides_each_preset_by_the_es_ablation(monkeypatch: pyte
     header, _, row = table.splitlines()
     assert header == "| problem | budget | ZG-es median | ZeroGrads / ZG-es | ZG-surrogate / ZG-es |"
     assert row == "| lander-10 | 960 | 3 | 0.50x | – |"
+
+
+def test_snes_ranks_by_loss_and_converges_on_a_sphere(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.syspath_prepend(str(ROOT))
+    from bench.peers import SNES, Setting
+    from bench.problems import Sphere
+
+    problem = Sphere.make(20, seed=0)
+    snes = SNES(Setting(problem, sigma=1.0, budget=4000, batch=16, seed=0))
+    assert abs(snes.utilities.sum()) < 1e-12 and np.argmax(snes.utilities) == 0  # best first
+    start = problem(snes.recommend())
+    for _ in range(250):
+        X = snes.ask(16)
+        snes.tell(X, np.array([problem(x) for x in X]))
+    assert problem(snes.recommend()) < 1e-3 * start
+    assert snes.scale.max() < 0.1  # the step size adapted down
