@@ -1,11 +1,21 @@
 """Amortisation: training a network through a non-differentiable renderer (docs/surrogate.md).
 
-``python -m bench.amortised [--renders 4000 16000 64000] [--seeds 3] [--plot PATH]``
+``python -m bench.amortised [--task discs|strokes] [--renders 4000 16000 64000] [--seeds 3]
+[--plot PATH]``
 
-An encoder (linear, sigmoid outputs) maps each target image (16x16x3, one disc drawn by the
-hard-edged ``DiscRaster``) to the 6 parameters of a disc; the loss is the squared error
-between the disc rendered from those parameters and the target. The renderer has no useful
-gradient, so the gradient with respect to the parameters is estimated, then back-propagated
+An encoder maps each target image to the parameters of a renderer with no useful gradient;
+the loss is the squared error between the image rendered from those parameters and the
+target. Two tasks:
+
+- ``discs``: a linear encoder (sigmoid outputs) maps each 16x16x3 image of one disc, drawn
+  by the hard-edged ``DiscRaster``, to the disc's 6 parameters;
+- ``strokes``: an autoencoder of handwritten digits (sklearn's bundled 8x8 set), the
+  paper's VAE experiment in shape: an MLP encoder maps each digit to the 6 control points
+  of a pen stroke, which a hard-edged stroke renderer draws on 16x16 pixels (a pixel is ink
+  where its centre lies within a fixed radius of the polyline), compared with the digit
+  upsampled to 16x16.
+
+The gradient with respect to each image's parameters is estimated, then back-propagated
 through the encoder (exactly, by autograd):
 
 - ``es``: per image, one antithetic pair ``p +- sigma*eps`` (2 renders per image and step);
@@ -14,15 +24,19 @@ through the encoder (exactly, by autograd):
   (parameters, rendered image) pairs of every image seen recently (a learned, Gaussian
   smoothed renderer shared by all images, no pre-training) supplies the gradient.
 
-Both take Adam steps on the encoder with the same step size, the best of a small sweep
-each; the score is the true loss on 256 held-out images at equal numbers of renders.
+Both take Adam steps on the encoder; each method's step size and sigma are swept (the
+task's grid) and the table shows every setting; the score is the true loss on held-out
+images at equal numbers of renders.
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import time
+from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -30,59 +44,120 @@ import torch
 from zg_asktell.amortised import LearnedSmoothing
 from zg_asktell.problems import DiscRaster
 
-SIZE, SIGMA, BATCH = 16, 0.1, 32
-STEPS_LR = (3e-4, 1e-3, 3e-3, 1e-2)  # Adam step sizes swept for each method
+BATCH = 32  # images per encoder step
+METHODS = ("es", "surrogate")
+Render = Callable[[np.ndarray], np.ndarray]  # (n, params) -> (n, pixels)
 
 
-def _data(seed: int) -> tuple[DiscRaster, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    renderer = DiscRaster.make(1, seed=seed, size=SIZE)
+@dataclass(frozen=True)
+class Task:
+    """Images to encode (encoder inputs and the targets renders are compared with), the
+    renderer, an encoder factory, and each method's (sigma, Adam step) grid."""
+
+    render: Render
+    inputs: torch.Tensor
+    targets: torch.Tensor
+    held_out: int  # the last rows are the held-out images
+    encoder: Callable[[int], torch.nn.Module]  # input width -> module ending in parameters
+    params: int
+    grid: dict[str, list[tuple[float, float]]]
+
+    def split(self, rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.inputs[rows], self.targets[rows]
+
+
+def _standardised(x: torch.Tensor, train: int) -> torch.Tensor:
+    return (x - x[:train].mean(0)) / (x[:train].std(0) + 0.1)
+
+
+def _discs(seed: int) -> Task:
+    renderer = DiscRaster.make(1, seed=seed, size=16)
     rng = np.random.default_rng(seed)
     params = np.column_stack([rng.uniform(0.3, 0.7, (2048, 2)), rng.uniform(0.6, 1.0, (2048, 4))])
-    images = np.stack([renderer.render(p).ravel() for p in params])
-    tensor = torch.as_tensor(images, dtype=torch.float32)
-    return renderer, tensor[:1792], tensor[1792:], tensor.mean(0), tensor.std(0) + 0.1
+    images = torch.as_tensor(np.stack([renderer.render(p).ravel() for p in params]), dtype=torch.float32)
+
+    def render(p: np.ndarray) -> np.ndarray:
+        return np.stack([renderer.render(q).ravel() for q in p])
+
+    steps = (3e-4, 1e-3, 3e-3, 1e-2)
+    grid = {method: [(0.1, lr) for lr in steps] for method in METHODS}
+    return Task(render, _standardised(images, 1792), images, 256, lambda n: torch.nn.Linear(n, 6), 6, grid)
 
 
-def train(method: str, lr: float, renders: list[int], seed: int) -> list[float]:
+STROKE_POINTS, STROKE_SIZE, STROKE_RADIUS = 6, 16, 0.07
+_CENTRES = (
+    np.stack(np.meshgrid(*[np.arange(STROKE_SIZE)] * 2, indexing="ij"), -1).reshape(-1, 2) + 0.5
+) / STROKE_SIZE
+
+
+def strokes(points: np.ndarray) -> np.ndarray:
+    """(n, 2 * STROKE_POINTS) control points in [0, 1]^2 -> (n, 256) images: a pixel is 1
+    where its centre lies within STROKE_RADIUS of the polyline through the points, else 0."""
+    p = np.asarray(points, dtype=np.float64).reshape(len(points), STROKE_POINTS, 1, 1, 2)
+    start, segment = p[:, :-1], p[:, 1:] - p[:, :-1]  # (n, segments, 1, 1, 2)
+    along = ((_CENTRES - start) * segment).sum(-1) / np.maximum((segment**2).sum(-1), 1e-12)
+    nearest = start + np.clip(along, 0, 1)[..., None] * segment
+    distance2 = ((nearest - _CENTRES) ** 2).sum(-1).min(1)  # (n, 1, pixels)
+    return (distance2[:, 0] < STROKE_RADIUS**2).astype(np.float64)
+
+
+def _strokes(seed: int) -> Task:
+    from sklearn.datasets import load_digits
+
+    digits = load_digits().data / 16.0
+    order = np.random.default_rng(seed).permutation(len(digits))
+    pixels = torch.as_tensor(digits[order], dtype=torch.float32)
+    upsampled = pixels.reshape(-1, 8, 1, 8, 1).expand(-1, 8, 2, 8, 2).reshape(-1, 256)
+
+    def encoder(n: int) -> torch.nn.Module:
+        return torch.nn.Sequential(
+            torch.nn.Linear(n, 64), torch.nn.ReLU(), torch.nn.Linear(64, 2 * STROKE_POINTS)
+        )
+
+    grid = {
+        "es": [(s, lr) for s in (0.03, 0.05, 0.1) for lr in (1e-3, 3e-3, 1e-2)],
+        "surrogate": [(s, lr) for s in (0.05, 0.1, 0.15) for lr in (1e-3, 3e-3, 1e-2)],
+    }
+    return Task(strokes, _standardised(pixels, 1541), upsampled, 256, encoder, 2 * STROKE_POINTS, grid)
+
+
+TASKS: dict[str, Callable[[int], Task]] = {"discs": _discs, "strokes": _strokes}
+
+
+def train(task_name: str, method: str, sigma: float, lr: float, renders: list[int], seed: int) -> list[float]:
     """Held-out loss after each of ``renders`` renders (ascending)."""
     torch.manual_seed(seed)
     torch.set_num_threads(1)
-    renderer, train_images, test_images, mean, std = _data(seed)
-    encoder = torch.nn.Linear(train_images.shape[1], 6)
+    task = TASKS[task_name](seed)
+    train_rows = len(task.inputs) - task.held_out
+    encoder = task.encoder(task.inputs.shape[1])
     optimizer = torch.optim.Adam(encoder.parameters(), lr=lr)
+    smoothed = LearnedSmoothing(task.render, task.params, task.targets.shape[1], sigma=sigma, seed=seed)
 
-    def render_rows(p: np.ndarray) -> np.ndarray:
-        return np.stack([renderer.render(q).ravel() for q in p])
+    def loss(p: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        rendered = torch.as_tensor(task.render(p.detach().numpy()), dtype=torch.float32)
+        return ((rendered - targets) ** 2).mean(1)
 
-    smoothed = LearnedSmoothing(render_rows, 6, train_images.shape[1], sigma=SIGMA, seed=seed)
-
-    def encode(images: torch.Tensor) -> torch.Tensor:
-        return torch.sigmoid(encoder((images - mean) / std))
-
-    def loss(p: torch.Tensor, images: torch.Tensor) -> torch.Tensor:
-        rendered = torch.as_tensor(render_rows(p.detach().numpy()), dtype=torch.float32)
-        return ((rendered - images) ** 2).mean(1)
-
+    held_out = task.split(torch.arange(train_rows, len(task.inputs)))
     scores: list[float] = []
     done = 0
     while len(scores) < len(renders):
-        images = train_images[torch.randint(len(train_images), (BATCH,))]
-        p = encode(images)
+        inputs, targets = task.split(torch.randint(train_rows, (BATCH,)))
+        p = torch.sigmoid(encoder(inputs))
+        optimizer.zero_grad()
         if method == "es":
-            eps = SIGMA * torch.randn(p.shape)
+            eps = sigma * torch.randn(p.shape)
             q = p.detach()
-            differences = loss(q + eps, images) - loss(q - eps, images)
-            optimizer.zero_grad()
-            torch.autograd.backward([p], [differences[:, None] * eps / (2 * SIGMA**2) / BATCH])
+            differences = loss(q + eps, targets) - loss(q - eps, targets)
+            torch.autograd.backward([p], [differences[:, None] * eps / (2 * sigma**2) / BATCH])
             done += 2 * BATCH
         else:
-            optimizer.zero_grad()
-            ((smoothed(p) - images) ** 2).mean(1).mean().backward()
+            ((smoothed(p) - targets) ** 2).mean(1).mean().backward()
             done += BATCH
         optimizer.step()
         while len(scores) < len(renders) and done >= renders[len(scores)]:
             with torch.no_grad():
-                scores.append(float(loss(encode(test_images), test_images).mean()))
+                scores.append(float(loss(torch.sigmoid(encoder(held_out[0])), held_out[1]).mean()))
     return scores
 
 
@@ -90,39 +165,51 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
+    parser.add_argument("--task", choices=sorted(TASKS), default="discs")
     parser.add_argument("--renders", type=int, nargs="+", default=[4000, 16000, 64000])
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--plot", metavar="PATH", help="PNG of the held-out loss against renders")
     args = parser.parse_args()
     renders, start = sorted(args.renders), time.perf_counter()
-    jobs = [(m, lr, renders, s) for m in ("es", "surrogate") for lr in STEPS_LR for s in range(args.seeds)]
+    grid = TASKS[args.task](0).grid
+    settings = [(method, sigma, lr) for method in METHODS for sigma, lr in grid[method]]
+    jobs = [
+        (args.task, *setting, renders, seed)
+        for setting, seed in itertools.product(settings, range(args.seeds))
+    ]
     with ProcessPoolExecutor(2) as pool:
         results = list(pool.map(train, *zip(*jobs)))
-    medians = np.median(np.array(results).reshape(2, len(STEPS_LR), args.seeds, len(renders)), axis=2)
+    medians = np.median(np.array(results).reshape(len(settings), args.seeds, len(renders)), axis=1)
     print(
-        f"`python -m bench.amortised --renders {' '.join(map(str, renders))} --seeds {args.seeds}`: "
-        "median held-out loss over seeds (start: an untrained encoder)\n"
+        f"`python -m bench.amortised --task {args.task} --renders {' '.join(map(str, renders))} "
+        f"--seeds {args.seeds}`: median held-out loss over seeds (start: an untrained encoder)\n"
     )
-    print("| method | Adam step | " + " | ".join(f"{r} renders" for r in renders) + " |")
-    print("|---|---|" + "---|" * len(renders))
-    for m, method in enumerate(("es", "surrogate")):
-        for k, lr in enumerate(STEPS_LR):
-            print(f"| {method} | {lr:g} | " + " | ".join(f"{v:.4g}" for v in medians[m, k]) + " |")
+    print("| method | sigma | Adam step | " + " | ".join(f"{r} renders" for r in renders) + " |")
+    print("|---|---|---|" + "---|" * len(renders))
+    for (method, sigma, lr), row in zip(settings, medians):
+        print(f"| {method} | {sigma:g} | {lr:g} | " + " | ".join(f"{v:.4g}" for v in row) + " |")
+    best = {m: medians[[k for k, s in enumerate(settings) if s[0] == m]].min(0) for m in METHODS}
+    ratios = " | ".join(f"{r:.2f}x" for r in best["surrogate"] / best["es"])
+    print(f"| surrogate / es, each at its best setting per column | | | {ratios} |")
     print(f"\n{time.perf_counter() - start:.0f} s on 2 cores")
     if args.plot:
-        _plot(renders, medians, args.plot)
+        _plot(renders, settings, medians, args.plot)
 
 
-def _plot(renders: list[int], medians: np.ndarray, path: str) -> None:
+def _plot(
+    renders: list[int], settings: list[tuple[str, float, float]], medians: np.ndarray, path: str
+) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     figure, ax = plt.subplots(figsize=(5, 3.4))
-    for m, method in enumerate(("es", "surrogate")):
-        best = int(np.argmin(medians[m, :, -1]))
-        ax.plot(renders, medians[m, best], marker="o", label=f"{method} (Adam step {STEPS_LR[best]:g})")
+    for method in METHODS:
+        rows = [k for k, s in enumerate(settings) if s[0] == method]
+        k = rows[int(np.argmin(medians[rows, -1]))]
+        label = f"{method} (sigma {settings[k][1]:g}, Adam step {settings[k][2]:g})"
+        ax.plot(renders, medians[k], marker="o", label=label)
     ax.set(xscale="log", yscale="log", xlabel="renders", ylabel="median held-out loss")
     ax.legend(fontsize=8)
     figure.tight_layout()

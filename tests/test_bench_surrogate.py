@@ -64,11 +64,26 @@ def test_table_prints_ratios_to_es_and_names_zeros() -> None:
     assert "| hard-edge-1d (0.391) | reference | - | 0.2 (2.00x) | 0 (both 0) |" in text
 
 
+def test_stroke_renderer_draws_hard_edged_ink_along_the_polyline() -> None:
+    from bench.amortised import STROKE_POINTS, strokes
+
+    diagonal = np.linspace(0.2, 0.8, STROKE_POINTS).repeat(2)[None]  # points on the diagonal
+    image = strokes(diagonal).reshape(16, 16)
+    assert set(np.unique(image)) == {0.0, 1.0}
+    assert np.all(np.diag(image)[4:12] == 1) and image[0, 15] == image[15, 0] == 0
+    assert np.array_equal(strokes(diagonal + 1e-4), strokes(diagonal))  # flat almost everywhere
+
+
 @pytest.mark.slow
-def test_amortised_training_learns_with_both_estimators() -> None:
+@pytest.mark.parametrize(
+    ("task", "sigma", "nothing_drawn"), [("discs", 0.1, 0.123), ("strokes", 0.05, 0.240)]
+)
+def test_amortised_training_learns_with_both_estimators(
+    task: str, sigma: float, nothing_drawn: float
+) -> None:
     from bench.amortised import train
 
     for method in ("es", "surrogate"):
-        losses = train(method, 1e-3, [640, 6400], seed=0)
+        losses = train(task, method, sigma, 3e-3, [640, 6400], seed=0)
         assert all(math.isfinite(v) for v in losses)
-        assert losses[1] < 0.9 * 0.123  # below drawing nothing (0.123)
+        assert losses[1] < 0.9 * nothing_drawn
