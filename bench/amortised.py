@@ -98,7 +98,7 @@ def strokes(points: np.ndarray) -> np.ndarray:
     along = ((_CENTRES - start) * segment).sum(-1) / np.maximum((segment**2).sum(-1), 1e-12)
     nearest = start + np.clip(along, 0, 1)[..., None] * segment
     distance2 = ((nearest - _CENTRES) ** 2).sum(-1).min(1)  # (n, 1, pixels)
-    return (distance2[:, 0] < STROKE_RADIUS**2).astype(np.float64)
+    return np.asarray(distance2[:, 0] < STROKE_RADIUS**2, dtype=np.float64)
 
 
 def _strokes(seed: int) -> Task:
