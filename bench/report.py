@@ -377,8 +377,10 @@ Problems (`bench/problems.py`; instance seed 0, optimizer seeds 0..{data["seeds"
 Optimizers (`bench/peers.py`): ZeroGrads presets `default` (ZeroGrads), `reference` (ZG-reference,
 the paper's settings except the shared batch size), `es` and `es-averaged` (ablations); PRDPT (our
 implementation: antithetic Gaussian-smoothing gradient, Adam step 0.1 sigma, sigma held for half the
-budget then decayed linearly to 0.1 of its start); sep-CMA (pycma, `CMA_diagonal=True`); Nevergrad
-CMA (DiagonalCMA from d >= 2000), SPSA, TBPSA, NGOpt, OnePlusOne, RandomSearch.
+budget then decayed linearly to 0.1 of its start); sep-CMA (pycma, `CMA_diagonal=True`); SNES (our
+implementation of separable natural evolution strategies, the high-dimension ES of EvoTorch and evosax,
+with the paper's learning rates and fitness shaping); Nevergrad CMA (DiagonalCMA from d >= 2000), SPSA,
+TBPSA, NGOpt, OnePlusOne, RandomSearch.
 
 Known peer limitations in this environment: Nevergrad runs use CSA step-size adaptation at every
 dimension (pycma 4 switches to TPA from d >= 300, which Nevergrad 1.0.12's batched CMA wrapper
