@@ -1,9 +1,11 @@
-"""Time and memory per ask/tell of ZeroGrads (default preset), d = 100 .. 200,000.
+"""Time and memory per ask/tell of ZeroGrads (default preset) and its peers, d = 100 .. 200,000.
 
-``python -m bench.scaling [--dims ...] [--iterations N] [--out DIR]``: each dimension runs
-alone in a fresh single-threaded process; after one untimed warm-up update, ``N`` updates
-(ask a batch, evaluate a cheap black box, tell it) are timed. Writes ``scaling.json`` and
-``scaling.png`` into ``--out`` and prints a Markdown table.
+``python -m bench.scaling [--dims ...] [--optimizers ...] [--iterations N] [--out DIR]``:
+each (optimizer, dimension) runs alone in a fresh single-threaded process, through the
+benchmark's batch interface (batch 16) on the integer program; after one untimed warm-up
+update, ``N`` updates (ask a batch, evaluate it, tell it) are timed. Writes ``scaling.json``
+and ``scaling.png`` (ZeroGrads) into ``--out`` and prints Markdown tables: ZeroGrads' ask and
+tell, then every optimizer's time per evaluation and memory.
 """
 
 from __future__ import annotations
@@ -20,18 +22,22 @@ from typing import Any
 
 import numpy as np
 
-from zg_asktell import ZeroGrads
+from zg_asktell.problems import IntegerProgram
 
+from .peers import OPTIMIZERS, Setting, make_peer
 from .report import machine
 from .run import ROOT, THREAD_VARIABLES, PeakMemory, RunTimeout, execute, limits
 
 DIMS = (100, 1_000, 10_000, 100_000, 200_000)
+OPTIMIZERS_MEASURED = ("ZeroGrads", "ZG-es", "PRDPT", "SNES", "sep-CMA", "CMA")
+BATCH = 16
 DEFAULT_OUT = ROOT / "bench" / "results" / "scaling"
 
 
 @dataclass(frozen=True)
 class Probe:
     dim: int
+    optimizer: str
     iterations: int
     time_cap_s: float = 600.0
     memory_cap_gb: float = 8.0
@@ -40,6 +46,7 @@ class Probe:
 @dataclass
 class Measurement:
     dim: int
+    optimizer: str = "ZeroGrads"
     batch: int = 0
     ask_ms: float | None = None  # per ask of one batch
     tell_ms: float | None = None  # per tell of one batch (surrogate fit and step)
@@ -48,18 +55,19 @@ class Measurement:
 
 
 def measure(probe: Probe) -> Measurement:
-    result = Measurement(probe.dim)
+    result = Measurement(probe.dim, probe.optimizer)
     memory = PeakMemory()
     try:
         with limits(probe.time_cap_s, probe.memory_cap_gb):
-            optimizer = ZeroGrads(np.zeros(probe.dim), 1.0, budget=10**9, seed=0)
-            result.batch = optimizer.config.batch_size
+            problem = IntegerProgram.make(probe.dim)
+            optimizer = make_peer(probe.optimizer, Setting(problem, 1.0, 10**9, BATCH, seed=0))
+            result.batch = optimizer.batch
             asking = telling = 0.0
             for iteration in range(probe.iterations + 1):  # the first one warms up
                 clock = time.perf_counter()
-                X = optimizer.ask()
+                X = optimizer.ask(optimizer.batch)
                 asked = time.perf_counter()
-                losses = np.sum(np.round(X) ** 2, axis=1)
+                losses = np.array([problem(x) for x in X])
                 evaluated = time.perf_counter()
                 optimizer.tell(X, losses)
                 if iteration:
@@ -76,29 +84,57 @@ def measure(probe: Probe) -> Measurement:
 
 
 def _died(probe: Probe) -> Measurement:
-    return Measurement(probe.dim, failure="process died (killed by a limit or crashed)")
+    return Measurement(probe.dim, probe.optimizer, failure="process died (killed by a limit or crashed)")
+
+
+def _per_evaluation_us(m: dict[str, Any]) -> float:
+    return 1e3 * float(m["ask_ms"] + m["tell_ms"]) / int(m["batch"])
 
 
 def markdown(data: dict[str, Any]) -> str:
+    """ZeroGrads' ask and tell per dimension, then every optimizer's time per evaluation
+    (ratio to ZeroGrads' in brackets) and peak memory."""
+    ours = [m for m in data["measurements"] if m.get("optimizer", "ZeroGrads") == "ZeroGrads"]
     lines = [
-        f"Measured {data['started']} on {data['machine']}; {data['iterations']} timed updates per dimension "
-        f"(batch {data['measurements'][0]['batch']}), one thread.",
+        f"Measured {data['started']} on {data['machine']}; {data['iterations']} timed updates per "
+        f"dimension (batch {BATCH}), one thread, on the integer program.",
         "",
         "| d | ask ms | tell ms (fit + step) | µs per evaluation | peak MB | note |",
         "|---|---|---|---|---|---|",
     ]
-    for m in data["measurements"]:
+    for m in ours:
         if m["failure"]:
             lines.append(f"| {m['dim']} | – | – | – | {m['peak_memory_mb'] or 0:.0f} | {m['failure']} |")
             continue
-        per_eval = 1e3 * (m["ask_ms"] + m["tell_ms"]) / m["batch"]
-        columns = [
-            f"{m['ask_ms']:.2f}",
-            f"{m['tell_ms']:.1f}",
-            f"{per_eval:.0f}",
-            f"{m['peak_memory_mb']:.0f}",
-        ]
-        lines.append(f"| {m['dim']} | " + " | ".join(columns) + " | |")
+        columns = [f"{m['ask_ms']:.2f}", f"{m['tell_ms']:.1f}", f"{_per_evaluation_us(m):.0f}"]
+        lines.append(f"| {m['dim']} | " + " | ".join(columns) + f" | {m['peak_memory_mb']:.0f} | |")
+    names = list(dict.fromkeys(m.get("optimizer", "ZeroGrads") for m in data["measurements"]))
+    if len(names) < 2:
+        return "\n".join(lines)
+    cells = {(m.get("optimizer", "ZeroGrads"), m["dim"]): m for m in data["measurements"]}
+    lines += [
+        "",
+        "Every optimizer, µs of optimizer time per evaluation (in brackets: ratio to ZeroGrads) "
+        "and peak MB; a failure gives its reason:",
+        "",
+        "| d | " + " | ".join(names) + " |",
+        "|---|" + "---|" * len(names),
+    ]
+    for dim in sorted({m["dim"] for m in data["measurements"]}):
+        ours_m = cells.get(("ZeroGrads", dim))
+        reference = _per_evaluation_us(ours_m) if ours_m and not ours_m["failure"] else None
+        row = []
+        for name in names:
+            m = cells.get((name, dim))
+            if m is None:
+                row.append("–")
+            elif m["failure"]:
+                row.append(f"failed: {m['failure']}")
+            else:
+                us = _per_evaluation_us(m)
+                ratio = f" ({us / reference:.2g}x)" if reference and name != "ZeroGrads" else ""
+                row.append(f"{us:.0f}{ratio}, {m['peak_memory_mb']:.0f} MB")
+        lines.append(f"| {dim} | " + " | ".join(row) + " |")
     return "\n".join(lines)
 
 
@@ -108,7 +144,7 @@ def plot(measurements: Sequence[Measurement], path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    ok = [m for m in measurements if m.failure is None]
+    ok = [m for m in measurements if m.failure is None and m.optimizer == "ZeroGrads"]
     dims = [m.dim for m in ok]
     asking = np.array([m.ask_ms for m in ok], dtype=float)
     telling = np.array([m.tell_ms for m in ok], dtype=float)
@@ -127,6 +163,9 @@ def plot(measurements: Sequence[Measurement], path: Path) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.scaling", description=__doc__.splitlines()[0])
     parser.add_argument("--dims", type=int, nargs="+", default=list(DIMS))
+    parser.add_argument(
+        "--optimizers", nargs="+", default=list(OPTIMIZERS_MEASURED), choices=list(OPTIMIZERS)
+    )
     parser.add_argument("--iterations", type=int, default=3, help="timed updates per dimension")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
     args = parser.parse_args(argv)
@@ -134,8 +173,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         os.environ[variable] = "1"
     args.out.mkdir(parents=True, exist_ok=True)
     started = time.strftime("%Y-%m-%d %H:%M")
-    measurements = execute(measure, [Probe(d, args.iterations) for d in args.dims], 1, _died)
-    measurements.sort(key=lambda m: m.dim)
+    probes = [Probe(d, name, args.iterations) for name in args.optimizers for d in args.dims]
+    measurements = execute(measure, probes, 1, _died)
+    measurements.sort(key=lambda m: (args.optimizers.index(m.optimizer), m.dim))
     data = {
         "started": started,
         "machine": machine(),

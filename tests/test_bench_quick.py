@@ -94,3 +94,27 @@ def test_snes_ranks_by_loss_and_converges_on_a_sphere(monkeypatch: pytest.Monkey
         snes.tell(X, np.array([problem(x) for x in X]))
     assert problem(snes.recommend()) < 1e-3 * start
     assert snes.scale.max() < 0.1  # the step size adapted down
+
+
+def test_scaling_table_gives_each_peer_its_ratio_to_zerograds_and_failures_their_reason(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.syspath_prepend(str(ROOT))
+    from bench.scaling import markdown
+
+    def row(optimizer: str, ms: float | None, failure: str | None = None) -> dict[str, object]:
+        return dict(
+            dim=1000,
+            optimizer=optimizer,
+            batch=16,
+            ask_ms=ms,
+            tell_ms=ms,
+            peak_memory_mb=5.0,
+            failure=failure,
+        )
+
+    data = {"started": "now", "machine": "here", "iterations": 3}
+    data["measurements"] = [row("ZeroGrads", 4.0), row("SNES", 0.4), row("CMA", None, "memory cap 8 GiB")]
+    lines = markdown(data).splitlines()
+    assert "| 1000 | 4.00 | 4.0 | 500 | 5 | |" in lines
+    assert "| 1000 | 500, 5 MB | 50 (0.1x), 5 MB | failed: memory cap 8 GiB |" in lines
