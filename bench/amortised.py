@@ -120,7 +120,7 @@ TASKS: dict[str, Callable[[int], Task]] = {"discs": _discs, "strokes": _strokes}
 GRIDS: dict[str, dict[str, list[tuple[float, float]]]] = {
     "discs": {method: [(0.1, lr) for lr in (3e-4, 1e-3, 3e-3, 1e-2)] for method in METHODS},
     "strokes": {
-        "es": [(s, lr) for s in (0.03, 0.05, 0.1) for lr in (3e-3, 1e-2)],
+        "es": [(s, lr) for s in (0.02, 0.03, 0.05) for lr in (3e-3, 1e-2)],
         "surrogate": [(s, lr) for s in (0.05, 0.1, 0.15) for lr in (1e-3, 3e-3)],
     },
 }
@@ -204,6 +204,7 @@ def _plot(
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import matplotlib.ticker
 
     figure, ax = plt.subplots(figsize=(5, 3.4))
     for method in METHODS:
@@ -212,6 +213,8 @@ def _plot(
         label = f"{method} (sigma {settings[k][1]:g}, Adam step {settings[k][2]:g})"
         ax.plot(renders, medians[k], marker="o", label=label)
     ax.set(xscale="log", yscale="log", xlabel="renders", ylabel="median held-out loss")
+    ax.set_xticks(renders, [f"{r:,}" for r in renders])
+    ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
     ax.legend(fontsize=8)
     figure.tight_layout()
     figure.savefig(path, dpi=110)
