@@ -190,7 +190,7 @@ class SNES:
     weighted by the paper's fitness-shaping utilities, and moves ``mu`` (rate 1) and
     ``log s`` (rate ``(3 + ln d) / (5 sqrt d)``) along the natural gradient. O(batch * d)
     time and O(d) memory per generation. Candidates are clipped to the box; the update
-    uses the unclipped samples. The answer is ``mu``.
+    uses the unclipped samples; ``mu`` is kept inside the box. The answer is ``mu``.
     """
 
     def __init__(self, setting: Setting) -> None:
@@ -216,7 +216,8 @@ class SNES:
         if len(losses) < self.batch:  # a partial last generation: too few samples to rank
             return
         weights = self.utilities[np.argsort(np.argsort(losses))]
-        self.mu = self.mu + self.scale * (weights @ self.noise)
+        problem = self.setting.problem
+        self.mu = np.clip(self.mu + self.scale * (weights @ self.noise), problem.lower, problem.upper)
         self.scale = self.scale * np.exp(0.5 * self.scale_rate * (weights @ (self.noise**2 - 1)))
 
     def recommend(self) -> FloatArray:

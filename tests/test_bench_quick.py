@@ -118,3 +118,16 @@ def test_scaling_table_gives_each_peer_its_ratio_to_zerograds_and_failures_their
     lines = markdown(data).splitlines()
     assert "| 1000 | 4.00 | 4.0 | 500 | 5 | |" in lines
     assert "| 1000 | 500, 5 MB | 50 (0.1x), 5 MB | failed: memory cap 8 GiB |" in lines
+
+
+def test_snes_keeps_its_answer_inside_the_box(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.syspath_prepend(str(ROOT))
+    from bench.peers import SNES, Setting
+    from zg_asktell.problems import Problem
+
+    box = Problem("slope", x0=np.zeros(50), lower=np.full(50, -1.0), upper=np.ones(50))
+    snes = SNES(Setting(box, sigma=0.5, budget=3200, batch=16, seed=0))
+    for _ in range(200):  # the loss falls without end along -x: the box must stop it
+        X = snes.ask(16)
+        snes.tell(X, X.sum(axis=1))
+    assert np.all(snes.recommend() >= -1.0) and snes.recommend().mean() < -0.9
