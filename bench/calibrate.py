@@ -24,6 +24,8 @@ median final losses (of ``recommend()``). Sweeps:
   the default running loss scale and sigma-following step;
 - ``high-dim-steps``: the step size at 10,000-30,000 dimensions, against the horizon rule
   with its dimension factor (``lr=None``);
+- ``lander-steps``: the same on the benchmark's 20,000-variable lander, where the dimension
+  factor left the default 3.4x behind sep-CMA-ES and SNES;
 - ``width``: the default's surrogate width at 10,000+ dimensions, where its first layer
   sets the optimizer's time per evaluation;
 - ``batch``: the default and the direct surrogate step against ES at batch sizes 16, 64
@@ -85,6 +87,7 @@ PROBLEMS: dict[str, Callable[[], Problem]] = {
     "posterized-texture-12288": lambda: PosterizedTexture.make(64, 64, 3, seed=1),
     "quantized-quadratic-30000": lambda: QuantizedQuadratic.make(30_000, seed=1),
     "posterized-texture-27648": lambda: PosterizedTexture.make(96, 96, 3, seed=1),
+    "lander-20000": lambda: Lander.make(20_000, seed=0),
     "mc-raster-1002-1spp": lambda: MonteCarloRaster.noisy(167, samples=1, seed=1),
     "quantized-quadratic-1000+1%noise": lambda: AdditiveNoise.around(
         QuantizedQuadratic.make(1000, seed=1), 0.01
@@ -188,6 +191,14 @@ SWEEPS: dict[str, list[Row]] = {
         for p in HIGHER_DIMENSIONAL
         for name, change in (
             *[("es", {"lr": lr}) for lr in (0.01, 0.02, 0.05, 0.1, 0.2)],
+            ("es", {}),
+            ("default", {}),
+        )
+    ],
+    "lander-steps": [
+        ("lander-20000", name, change)
+        for name, change in (
+            *[("es", {"lr": lr}) for lr in (0.02, 0.05, 0.1, 0.2, 0.4)],
             ("es", {}),
             ("default", {}),
         )
