@@ -115,10 +115,14 @@ def _strokes(seed: int) -> Task:
 
 
 TASKS: dict[str, Callable[[int], Task]] = {"discs": _discs, "strokes": _strokes}
-# Each task's (sigma, Adam step) settings per method. Strokes: each method's best and its
-# neighbours from a 2-seed development sweep.
+# Each task's (sigma, Adam step) settings per method: each method's best and its neighbours
+# (strokes: from a 2-seed development sweep; an Adam step of 0.01 left the disc encoder
+# drawing nothing for both methods).
 GRIDS: dict[str, dict[str, list[tuple[float, float]]]] = {
-    "discs": {method: [(0.1, lr) for lr in (3e-4, 1e-3, 3e-3, 1e-2)] for method in METHODS},
+    "discs": {
+        "es": [(s, lr) for s in (0.03, 0.05, 0.1) for lr in (3e-4, 1e-3, 3e-3)],
+        "surrogate": [(s, lr) for s in (0.05, 0.1, 0.15) for lr in (3e-4, 1e-3, 3e-3)],
+    },
     "strokes": {
         "es": [(s, lr) for s in (0.02, 0.03, 0.05) for lr in (3e-3, 1e-2)],
         "surrogate": [(s, lr) for s in (0.05, 0.1, 0.15) for lr in (1e-3, 3e-3)],
