@@ -25,7 +25,7 @@ median final losses (of ``recommend()``). Sweeps:
 - ``high-dim-steps``: the step size at 10,000-30,000 dimensions, against the horizon rule
   with its dimension factor (``lr=None``);
 - ``lander-steps``: the same on the benchmark's 20,000-variable lander, where the dimension
-  factor left the default 3.4x behind sep-CMA-ES and SNES;
+  factor left the default 3.4x-3.7x behind the best peers;
 - ``width``: the default's surrogate width at 10,000+ dimensions, where its first layer
   sets the optimizer's time per evaluation;
 - ``batch``: the default and the direct surrogate step against ES at batch sizes 16, 64
