@@ -144,7 +144,7 @@ def train(task_name: str, method: str, sigma: float, lr: float, renders: list[in
         rendered = torch.as_tensor(task.render(p.detach().numpy()), dtype=torch.float32)
         return ((rendered - targets) ** 2).mean(1)
 
-    held_out = task.split(torch.arange(train_rows, len(task.inputs)))
+    test_inputs, test_targets = task.split(torch.arange(train_rows, len(task.inputs)))
     scores: list[float] = []
     done = 0
     while len(scores) < len(renders):
@@ -163,7 +163,7 @@ def train(task_name: str, method: str, sigma: float, lr: float, renders: list[in
         optimizer.step()
         while len(scores) < len(renders) and done >= renders[len(scores)]:
             with torch.no_grad():
-                scores.append(float(loss(torch.sigmoid(encoder(held_out[0])), held_out[1]).mean()))
+                scores.append(float(loss(torch.sigmoid(encoder(test_inputs)), test_targets).mean()))
     return scores
 
 
@@ -193,12 +193,17 @@ def main() -> None:
     print("|---|---|---|" + "---|" * len(renders))
     for (method, sigma, lr), row in zip(settings, medians):
         print(f"| {method} | {sigma:g} | {lr:g} | " + " | ".join(f"{v:.4g}" for v in row) + " |")
-    best = {m: medians[[k for k, s in enumerate(settings) if s[0] == m]].min(0) for m in METHODS}
+    best = {method: medians[_rows(settings, method)].min(0) for method in METHODS}
     ratios = " | ".join(f"{r:.2f}x" for r in best["surrogate"] / best["es"])
     print(f"| surrogate / es, each at its best setting per column | | | {ratios} |")
     print(f"\n{time.perf_counter() - start:.0f} s on 2 cores")
     if args.plot:
         _plot(renders, settings, medians, args.plot)
+
+
+def _rows(settings: list[tuple[str, float, float]], method: str) -> list[int]:
+    """Indices of ``method``'s settings."""
+    return [k for k, setting in enumerate(settings) if setting[0] == method]
 
 
 def _plot(
@@ -212,7 +217,7 @@ def _plot(
 
     figure, ax = plt.subplots(figsize=(5, 3.4))
     for method in METHODS:
-        rows = [k for k, s in enumerate(settings) if s[0] == method]
+        rows = _rows(settings, method)
         k = rows[int(np.argmin(medians[rows, -1]))]
         label = f"{method} (sigma {settings[k][1]:g}, Adam step {settings[k][2]:g})"
         ax.plot(renders, medians[k], marker="o", label=label)

@@ -87,6 +87,11 @@ def _died(probe: Probe) -> Measurement:
     return Measurement(probe.dim, probe.optimizer, failure="process died (killed by a limit or crashed)")
 
 
+def _name(m: dict[str, Any]) -> str:
+    """The measured optimizer (files written before peers were measured hold ZeroGrads only)."""
+    return str(m.get("optimizer", "ZeroGrads"))
+
+
 def _per_evaluation_us(m: dict[str, Any]) -> float:
     return 1e3 * float(m["ask_ms"] + m["tell_ms"]) / int(m["batch"])
 
@@ -94,7 +99,7 @@ def _per_evaluation_us(m: dict[str, Any]) -> float:
 def markdown(data: dict[str, Any]) -> str:
     """ZeroGrads' ask and tell per dimension, then every optimizer's time per evaluation
     (ratio to ZeroGrads' in brackets) and peak memory."""
-    ours = [m for m in data["measurements"] if m.get("optimizer", "ZeroGrads") == "ZeroGrads"]
+    ours = [m for m in data["measurements"] if _name(m) == "ZeroGrads"]
     lines = [
         f"Measured {data['started']} on {data['machine']}; {data['iterations']} timed updates per "
         f"dimension (batch {BATCH}), one thread, on the integer program.",
@@ -108,10 +113,10 @@ def markdown(data: dict[str, Any]) -> str:
             continue
         columns = [f"{m['ask_ms']:.2f}", f"{m['tell_ms']:.1f}", f"{_per_evaluation_us(m):.0f}"]
         lines.append(f"| {m['dim']} | " + " | ".join(columns) + f" | {m['peak_memory_mb']:.0f} | |")
-    names = list(dict.fromkeys(m.get("optimizer", "ZeroGrads") for m in data["measurements"]))
+    names = list(dict.fromkeys(_name(m) for m in data["measurements"]))
     if len(names) < 2:
         return "\n".join(lines)
-    cells = {(m.get("optimizer", "ZeroGrads"), m["dim"]): m for m in data["measurements"]}
+    cells = {(_name(m), m["dim"]): m for m in data["measurements"]}
     lines += [
         "",
         "Every optimizer, µs of optimizer time per evaluation (in brackets: ratio to ZeroGrads) "
