@@ -1,14 +1,17 @@
 """Amortisation: training a network through a non-differentiable renderer (docs/surrogate.md).
 
-``python -m bench.amortised [--task discs|strokes] [--renders 4000 16000 64000] [--seeds 3]
-[--plot PATH]``
+``python -m bench.amortised [--task discs|discs-mc|strokes] [--renders 4000 16000 64000]
+[--seeds 3] [--plot PATH]``
 
 An encoder maps each target image to the parameters of a renderer with no useful gradient;
 the loss is the squared error between the image rendered from those parameters and the
-target. Two tasks:
+target. Three tasks:
 
 - ``discs``: a linear encoder (sigmoid outputs) maps each 16x16x3 image of one disc, drawn
   by the hard-edged ``DiscRaster``, to the disc's 6 parameters;
+- ``discs-mc``: the same through a Monte Carlo renderer (``MonteCarloRaster``: one random
+  sub-pixel sample per pixel and render, as a path tracer at 1 sample per pixel), so every
+  render is noisy; targets and score use the converged, anti-aliased image;
 - ``strokes``: an autoencoder of handwritten digits (sklearn's bundled 8x8 set), the
   paper's VAE experiment in shape: an MLP encoder maps each digit to the 6 control points
   of a pen stroke, which a hard-edged stroke renderer draws on 16x16 pixels (a pixel is ink
@@ -41,6 +44,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from bench.problems import MonteCarloRaster
 from zg_asktell.amortised import LearnedSmoothing
 from zg_asktell.problems import DiscRaster
 
@@ -60,6 +64,7 @@ class Task:
     held_out: int  # the last rows are the held-out images
     encoder: Callable[[int], torch.nn.Module]  # input width -> module ending in parameters
     params: int
+    scored: Render | None = None  # what the score renders with, when not ``render`` (noise-free)
 
     def split(self, rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         return self.inputs[rows], self.targets[rows]
@@ -69,16 +74,38 @@ def _standardised(x: torch.Tensor, train: int) -> torch.Tensor:
     return (x - x[:train].mean(0)) / (x[:train].std(0) + 0.1)
 
 
+def _disc_params(seed: int) -> np.ndarray:
+    """2,048 discs (centre, radius, colour) that lie well inside a 16x16 image."""
+    rng = np.random.default_rng(seed)
+    return np.column_stack([rng.uniform(0.3, 0.7, (2048, 2)), rng.uniform(0.6, 1.0, (2048, 4))])
+
+
 def _discs(seed: int) -> Task:
     renderer = DiscRaster.make(1, seed=seed, size=16)
-    rng = np.random.default_rng(seed)
-    params = np.column_stack([rng.uniform(0.3, 0.7, (2048, 2)), rng.uniform(0.6, 1.0, (2048, 4))])
+    params = _disc_params(seed)
     images = torch.as_tensor(np.stack([renderer.render(p).ravel() for p in params]), dtype=torch.float32)
 
     def render(p: np.ndarray) -> np.ndarray:
         return np.stack([renderer.render(q).ravel() for q in p])
 
     return Task(render, _standardised(images, 1792), images, 256, lambda n: torch.nn.Linear(n, 6), 6)
+
+
+def _discs_mc(seed: int) -> Task:
+    """``discs`` through a Monte Carlo renderer: one random sub-pixel sample per pixel and
+    render, so each render is a noisy estimate of the anti-aliased image it is scored with."""
+    raster = MonteCarloRaster.noisy(1, samples=1, seed=seed, size=16)
+    params = _disc_params(seed)
+    images = torch.as_tensor(np.stack([raster.converged(p).ravel() for p in params]), dtype=torch.float32)
+
+    def render(p: np.ndarray) -> np.ndarray:
+        return np.stack([raster.sampled(q).ravel() for q in p])
+
+    def converged(p: np.ndarray) -> np.ndarray:
+        return np.stack([raster.converged(q).ravel() for q in p])
+
+    inputs = _standardised(images, 1792)
+    return Task(render, inputs, images, 256, lambda n: torch.nn.Linear(n, 6), 6, converged)
 
 
 STROKE_POINTS, STROKE_SIZE, STROKE_RADIUS = 6, 16, 0.07
@@ -114,12 +141,16 @@ def _strokes(seed: int) -> Task:
     return Task(strokes, _standardised(pixels, 1541), upsampled, 256, encoder, 2 * STROKE_POINTS)
 
 
-TASKS: dict[str, Callable[[int], Task]] = {"discs": _discs, "strokes": _strokes}
+TASKS: dict[str, Callable[[int], Task]] = {"discs": _discs, "discs-mc": _discs_mc, "strokes": _strokes}
 # Each task's (sigma, Adam step) settings per method: each method's best and its neighbours
 # (strokes: from a 2-seed development sweep; an Adam step of 0.01 left the disc encoder
 # drawing nothing for both methods).
 GRIDS: dict[str, dict[str, list[tuple[float, float]]]] = {
     "discs": {
+        "es": [(s, lr) for s in (0.03, 0.05, 0.1) for lr in (3e-4, 1e-3, 3e-3)],
+        "surrogate": [(s, lr) for s in (0.05, 0.1, 0.15) for lr in (3e-4, 1e-3, 3e-3)],
+    },
+    "discs-mc": {
         "es": [(s, lr) for s in (0.03, 0.05, 0.1) for lr in (3e-4, 1e-3, 3e-3)],
         "surrogate": [(s, lr) for s in (0.05, 0.1, 0.15) for lr in (3e-4, 1e-3, 3e-3)],
     },
@@ -140,8 +171,8 @@ def train(task_name: str, method: str, sigma: float, lr: float, renders: list[in
     optimizer = torch.optim.Adam(encoder.parameters(), lr=lr)
     smoothed = LearnedSmoothing(task.render, task.params, task.targets.shape[1], sigma=sigma, seed=seed)
 
-    def loss(p: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-        rendered = torch.as_tensor(task.render(p.detach().numpy()), dtype=torch.float32)
+    def loss(p: torch.Tensor, targets: torch.Tensor, render: Render = task.render) -> torch.Tensor:
+        rendered = torch.as_tensor(render(p.detach().numpy()), dtype=torch.float32)
         return ((rendered - targets) ** 2).mean(1)
 
     test_inputs, test_targets = task.split(torch.arange(train_rows, len(task.inputs)))
@@ -163,7 +194,8 @@ def train(task_name: str, method: str, sigma: float, lr: float, renders: list[in
         optimizer.step()
         while len(scores) < len(renders) and done >= renders[len(scores)]:
             with torch.no_grad():
-                scores.append(float(loss(torch.sigmoid(encoder(test_inputs)), test_targets).mean()))
+                test_params = torch.sigmoid(encoder(test_inputs))
+                scores.append(float(loss(test_params, test_targets, task.scored or task.render).mean()))
     return scores
 
 

@@ -292,24 +292,34 @@ class MonteCarloRaster(DiscRaster):
     rng: np.random.Generator = field(repr=False, default_factory=lambda: np.random.default_rng(0))
 
     @classmethod
-    def noisy(cls, n_discs: int, samples: int, seed: int = 0) -> MonteCarloRaster:
-        base = DiscRaster.make(n_discs, seed=seed)
+    def noisy(cls, n_discs: int, samples: int, seed: int = 0, size: int = 32) -> MonteCarloRaster:
+        base = DiscRaster.make(n_discs, seed=seed, size=size)
         fields = {name: getattr(base, name) for name in ("name", "x0", "lower", "upper", "target", "size")}
         problem = cls(**fields, samples=samples, rng=np.random.default_rng(seed + 1))
         problem.name = f"mc-raster-{problem.dim}-{samples}spp"
         return problem
 
-    def _loss(self, x: npt.ArrayLike, offsets: FloatArray) -> float:
-        """Squared error of the image averaged over sub-pixel ``offsets`` (k, size, size, 2)."""
-        image = np.mean([self.render(x, offset) for offset in offsets], axis=0)
-        return float(np.mean((image - self.target) ** 2))
+    def sampled(self, x: npt.ArrayLike) -> FloatArray:
+        """One noisy image: ``samples`` random sub-pixel positions per pixel."""
+        return self._image(x, self.rng.uniform(0, 1, (self.samples, self.size, self.size, 2)))
+
+    def converged(self, x: npt.ArrayLike) -> FloatArray:
+        """The image the noisy ones average to (8x8 stratified sub-pixel samples)."""
+        return self._image(x, _STRATA)
+
+    def _image(self, x: npt.ArrayLike, offsets: FloatArray) -> FloatArray:
+        """The image averaged over sub-pixel ``offsets`` (k, size, size, 2) or (k, 1, 1, 2)."""
+        shape = (self.size, self.size, 2)
+        return np.mean([self.render(x, np.broadcast_to(offset, shape)) for offset in offsets], axis=0)
 
     def __call__(self, x: npt.ArrayLike) -> float:
-        return self._loss(x, self.rng.uniform(0, 1, (self.samples, self.size, self.size, 2)))
+        return float(np.mean((self.sampled(x) - self.target) ** 2))
 
     def expected(self, x: npt.ArrayLike) -> float:
-        strata = (np.stack(np.meshgrid(np.arange(8), np.arange(8)), -1).reshape(-1, 2) + 0.5) / 8
-        return self._loss(x, np.broadcast_to(strata[:, None, None, :], (64, self.size, self.size, 2)))
+        return float(np.mean((self.converged(x) - self.target) ** 2))
+
+
+_STRATA = ((np.stack(np.meshgrid(np.arange(8), np.arange(8)), -1).reshape(-1, 2) + 0.5) / 8)[:, None, None, :]
 
 
 @dataclass

@@ -74,9 +74,23 @@ def test_stroke_renderer_draws_hard_edged_ink_along_the_polyline() -> None:
     assert np.array_equal(strokes(diagonal + 1e-4), strokes(diagonal))  # flat almost everywhere
 
 
+def test_monte_carlo_disc_task_renders_noisy_images_that_average_to_its_scored_image() -> None:
+    from bench.amortised import TASKS
+
+    task = TASKS["discs-mc"](0)
+    assert task.scored is not None
+    params = np.full((1, 6), 0.5)
+    renders = np.concatenate([task.render(params) for _ in range(200)])
+    assert len({row.tobytes() for row in renders[:4]}) == 4  # every render draws new sub-pixel samples
+    assert np.array_equal(task.scored(params), task.scored(params))
+    np.testing.assert_allclose(renders.mean(0), task.scored(params)[0], atol=0.05)
+    assert 0 < np.abs(renders - task.scored(params)).mean() < 0.05  # noise only along the edge
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize(
-    ("task", "sigma", "nothing_drawn"), [("discs", 0.1, 0.123), ("strokes", 0.05, 0.240)]
+    ("task", "sigma", "nothing_drawn"),
+    [("discs", 0.1, 0.123), ("discs-mc", 0.1, 0.113), ("strokes", 0.05, 0.240)],
 )
 def test_amortised_training_learns_with_both_estimators(
     task: str, sigma: float, nothing_drawn: float
