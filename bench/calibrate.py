@@ -255,7 +255,7 @@ def run(problem_name: str, preset_name: str, changes: dict[str, Any], budget: in
         config=preset(preset_name, **changes),
         progress=False,
     )
-    return _score(problem)(result.x)
+    return noiseless(problem)(result.x)
 
 
 def _label(preset_name: str, changes: dict[str, Any]) -> str:
@@ -268,7 +268,7 @@ def table(sweep: str, budgets: list[int], medians: np.ndarray, seeds: int) -> st
     rows = SWEEPS[sweep]
     es_rows = {(p, str(c)): i for i, (p, n, c) in enumerate(rows) if n == "es"}
     problems = {p: PROBLEMS[p]() for p in dict.fromkeys(r[0] for r in rows)}
-    starts = {p: _score(problem)(problem.x0) for p, problem in problems.items()}
+    starts = {p: noiseless(problem)(problem.x0) for p, problem in problems.items()}
     lines = [
         f"`python -m bench.calibrate {sweep} --budgets {' '.join(map(str, budgets))} --seeds {seeds}`: "
         f"median final loss over {seeds} seeds (in brackets: ratio to preset `es` with the same "
@@ -338,7 +338,8 @@ def plot(sweep: str, budgets: list[int], medians: np.ndarray, path: str) -> None
     figure.savefig(path, dpi=110)
 
 
-def _score(problem: Problem) -> Callable[[np.ndarray], float]:
+def noiseless(problem: Problem) -> Callable[[np.ndarray], float]:
+    """What a run is scored with: a noisy problem's noiseless ``expected`` loss."""
     return getattr(problem, "expected", problem)
 
 

@@ -103,6 +103,7 @@ def observable_state(opt: ZeroGrads) -> dict[str, Any]:
         "n_asked": opt.n_asked,
         "n_failed": opt.n_failed,
         "n_pending": opt.n_pending,
+        "surrogate_explained": opt.surrogate_explained,
     }
 
 

@@ -101,3 +101,13 @@ def test_amortised_training_learns_with_both_estimators(
         losses = train(task, method, sigma, 3e-3, [640, 6400], seed=0)
         assert all(math.isfinite(v) for v in losses)
         assert losses[1] < 0.9 * nothing_drawn
+
+
+def test_explained_shares_cover_each_quarter_and_the_table_shows_the_ratio_to_es() -> None:
+    from bench.explained import QUARTERS, shares, table
+
+    quarters, loss = shares("rosenbrock-2", 320, seed=0)
+    assert len(quarters) == QUARTERS and all(0.0 <= q <= 1.0 for q in quarters)
+    assert math.isfinite(loss)
+    text = table(["rosenbrock-2"], [320], 1, [([0.1, 0.2, 0.3, 0.4], 0.5)], [2.0])
+    assert "| rosenbrock-2 (2) | 320 | 0.100 | 0.200 | 0.300 | 0.400 | 0.25x |" in text

@@ -5,6 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from zg_asktell import ZeroGradsConfig
 from zg_asktell._estimators import ControlVariateEstimator, ESEstimator
@@ -51,6 +53,32 @@ def test_control_variate_beats_es_once_the_surrogate_has_learned_the_loss() -> N
         errors["es"].append(float(torch.linalg.norm(es.gradient(theta) - SLOPE)))
         errors["control-variate"].append(float(torch.linalg.norm(control_variate.gradient(theta) - SLOPE)))
     assert np.mean(errors["control-variate"]) < 0.2 * np.mean(errors["es"])
+    assert control_variate.explained > 0.9  # it predicts the fresh differences it removes
+
+
+def test_control_variate_explains_nothing_of_pure_noise() -> None:
+    generator = torch.Generator().manual_seed(5)
+    theta = torch.zeros(DIM, dtype=torch.float64)
+    estimator = _control_variate()
+    for _ in range(100):
+        inputs, offsets, sigmas, _ = _batch(generator, theta)
+        noise = torch.randn(len(inputs), generator=generator, dtype=torch.float64)
+        estimator.fit(inputs, offsets, sigmas, noise)
+    assert 0.0 <= estimator.explained < 0.05
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.lists(st.floats(-3, 3), min_size=2, max_size=6), st.integers(0, 2**16))
+def test_explained_share_stays_between_zero_and_one(mix: list[float], seed: int) -> None:
+    """Targets that mix the learnable slope, its negative and noise in any proportions."""
+    generator = torch.Generator().manual_seed(seed)
+    theta = torch.zeros(DIM, dtype=torch.float64)
+    estimator = _control_variate()
+    for weight in mix * 5:
+        inputs, offsets, sigmas, linear = _batch(generator, theta)
+        noise = torch.randn(len(inputs), generator=generator, dtype=torch.float64)
+        estimator.fit(inputs, offsets, sigmas, weight * linear + noise)
+        assert 0.0 <= estimator.explained <= 1.0
 
 
 def test_control_variate_gives_no_weight_to_a_loss_even_around_theta() -> None:
@@ -160,3 +188,16 @@ def test_positional_encoding_gradient_matches_finite_differences() -> None:
 
     z = torch.linspace(-2.0, 2.0, 6, dtype=torch.float64).reshape(2, 3).requires_grad_(True)
     assert torch.autograd.gradcheck(lambda z: positional_encoding(z, 3), (z,))
+
+
+@pytest.mark.parametrize(("name", "has_share"), [("default", True), ("es", False), ("surrogate", False)])
+def test_optimizer_reports_the_share_only_for_the_control_variate(name: str, has_share: bool) -> None:
+    from zg_asktell import ZeroGrads, preset
+
+    opt = ZeroGrads(np.ones(4), config=preset(name), seed=0)
+    for _ in range(5):
+        X = opt.ask()
+        opt.tell(X, [float(np.sum(x**2)) for x in X])
+    share = opt.surrogate_explained
+    assert (share is not None) == has_share
+    assert share is None or 0.0 <= share <= 1.0

@@ -171,7 +171,20 @@ class ControlVariateEstimator(SurrogateEstimator):
         super().__init__(*args, **kwargs)
         self._covariance = 0.0
         self._variance = 0.0
+        self._total = 0.0
         self._gradient: Tensor | None = None
+
+    @property
+    def explained(self) -> float:
+        """Share of the recent targets (pairs' differences) that ``c h`` predicted before
+        the fit saw them: about the share of ES's variance the control variate removes."""
+        if self._total <= 0:
+            return 0.0
+        c = self._coefficient()
+        return max(0.0, 2 * c * self._covariance - c * c * self._variance) / self._total
+
+    def _coefficient(self) -> float:
+        return min(1.0, max(0.0, self._covariance / self._variance)) if self._variance > 0 else 0.0
 
     def fit(self, inputs: Tensor, offsets: Tensor, sigmas: Tensor, targets: Tensor) -> None:
         points = inputs.detach().requires_grad_(True)
@@ -185,7 +198,7 @@ class ControlVariateEstimator(SurrogateEstimator):
             h = predictions.detach()[asked]
             h = h - h.mean()
             t = targets[asked]
-            c = min(1.0, max(0.0, self._covariance / self._variance)) if self._variance > 0 else 0.0
+            c = self._coefficient()
             self._gradient = _stein_gradient(t - c * h, offsets[asked], sigmas[asked])
             if c > 0:
                 self._gradient = self._gradient + c * pathwise.mean(0)
@@ -193,18 +206,20 @@ class ControlVariateEstimator(SurrogateEstimator):
                 h, t = h[0::2] - h[1::2], t[0::2] - t[1::2]
             self._covariance = _COEFFICIENT_DECAY * self._covariance + float(h @ t)
             self._variance = _COEFFICIENT_DECAY * self._variance + float(h @ h)
+            self._total = _COEFFICIENT_DECAY * self._total + float(t @ t)
         self._fit(features.detach(), targets, first=members)
 
     def gradient(self, theta: Tensor) -> Tensor:
         return torch.zeros_like(theta) if self._gradient is None else self._gradient
 
     def state_dict(self) -> dict[str, Any]:
-        moments = {"covariance": self._covariance, "variance": self._variance}
+        moments = {"covariance": self._covariance, "variance": self._variance, "total": self._total}
         return {**super().state_dict(), **moments, "gradient": self._gradient}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         super().load_state_dict(state)
         self._covariance, self._variance = state["covariance"], state["variance"]
+        self._total = state.get("total", 0.0)  # saved before ``explained`` existed: refills in ~10 updates
         self._gradient = state["gradient"]
 
 
