@@ -6,8 +6,9 @@ evaluates the black box once per input row, at a point jittered by ``sigma``, fi
 warm-started MLP to every recent (input, output) pair (a Gaussian-smoothed surrogate of the
 function, shared by all calls) and returns that surrogate's prediction, through which the
 gradient flows.
-Sharing one model across many inputs is where it beat per-input ES estimates (0.59-0.91x
-the loss at equal evaluations on two tasks, docs/surrogate.md).
+Sharing one model across many inputs is where it beat per-input ES estimates (0.35-0.91x
+the loss at equal evaluations on three tasks, docs/surrogate.md); noisy evaluations (a
+Monte Carlo renderer) widen the gap, as the regression averages their noise.
 """
 
 from __future__ import annotations
