@@ -1,11 +1,11 @@
 """Amortisation: training a network through a non-differentiable renderer (docs/surrogate.md).
 
-``python -m bench.amortised [--task discs|discs-mc|strokes] [--renders 4000 16000 64000]
-[--seeds 3] [--plot PATH]``
+``python -m bench.amortised [--task discs|discs-mc|strokes|strokes-mc]
+[--renders 4000 16000 64000] [--seeds 3] [--plot PATH]``
 
 An encoder maps each target image to the parameters of a renderer with no useful gradient;
 the loss is the squared error between the image rendered from those parameters and the
-target. Three tasks:
+target. Four tasks:
 
 - ``discs``: a linear encoder (sigmoid outputs) maps each 16x16x3 image of one disc, drawn
   by the hard-edged ``DiscRaster``, to the disc's 6 parameters;
@@ -16,7 +16,9 @@ target. Three tasks:
   paper's VAE experiment in shape: an MLP encoder maps each digit to the 6 control points
   of a pen stroke, which a hard-edged stroke renderer draws on 16x16 pixels (a pixel is ink
   where its centre lies within a fixed radius of the polyline), compared with the digit
-  upsampled to 16x16.
+  upsampled to 16x16;
+- ``strokes-mc``: the same through a Monte Carlo stroke renderer (one random sample point
+  per pixel and render), scored on the converged image.
 
 The gradient with respect to each image's parameters is estimated, then back-propagated
 through the encoder (exactly, by autograd):
@@ -35,6 +37,7 @@ images at equal numbers of renders.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import itertools
 import time
 from collections.abc import Callable
@@ -44,7 +47,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from bench.problems import MonteCarloRaster
+from bench.problems import SUBPIXEL_STRATA, MonteCarloRaster
 from zg_asktell.amortised import LearnedSmoothing
 from zg_asktell.problems import DiscRaster
 
@@ -109,19 +112,21 @@ def _discs_mc(seed: int) -> Task:
 
 
 STROKE_POINTS, STROKE_SIZE, STROKE_RADIUS = 6, 16, 0.07
-_CENTRES = (
-    np.stack(np.meshgrid(*[np.arange(STROKE_SIZE)] * 2, indexing="ij"), -1).reshape(-1, 2) + 0.5
-) / STROKE_SIZE
+_PIXELS = np.stack(np.meshgrid(*[np.arange(STROKE_SIZE)] * 2, indexing="ij"), -1).reshape(-1, 2)
 
 
-def strokes(points: np.ndarray) -> np.ndarray:
+def strokes(points: np.ndarray, offsets: np.ndarray | None = None) -> np.ndarray:
     """(n, 2 * STROKE_POINTS) control points in [0, 1]^2 -> (n, 256) images: a pixel is 1
-    where its centre lies within STROKE_RADIUS of the polyline through the points, else 0."""
+    where its sample point lies within STROKE_RADIUS of the polyline through the points,
+    else 0. The sample point is the pixel's centre, or ``offsets`` ((256, 2) or (n, 256, 2),
+    in [0, 1)) inside the pixel."""
     p = np.asarray(points, dtype=np.float64).reshape(len(points), STROKE_POINTS, 1, 1, 2)
+    offsets = np.full((1, *_PIXELS.shape), 0.5) if offsets is None else offsets.reshape(-1, *_PIXELS.shape)
+    samples = ((_PIXELS + offsets) / STROKE_SIZE)[:, None, None]  # (n or 1, 1, 1, pixels, 2)
     start, segment = p[:, :-1], p[:, 1:] - p[:, :-1]  # (n, segments, 1, 1, 2)
-    along = ((_CENTRES - start) * segment).sum(-1) / np.maximum((segment**2).sum(-1), 1e-12)
+    along = ((samples - start) * segment).sum(-1) / np.maximum((segment**2).sum(-1), 1e-12)
     nearest = start + np.clip(along, 0, 1)[..., None] * segment
-    distance2 = ((nearest - _CENTRES) ** 2).sum(-1).min(1)  # (n, 1, pixels)
+    distance2 = ((nearest - samples) ** 2).sum(-1).min(1)  # (n, 1, pixels)
     return np.asarray(distance2[:, 0] < STROKE_RADIUS**2, dtype=np.float64)
 
 
@@ -141,7 +146,28 @@ def _strokes(seed: int) -> Task:
     return Task(strokes, _standardised(pixels, 1541), upsampled, 256, encoder, 2 * STROKE_POINTS)
 
 
-TASKS: dict[str, Callable[[int], Task]] = {"discs": _discs, "discs-mc": _discs_mc, "strokes": _strokes}
+def _strokes_mc(seed: int) -> Task:
+    """``strokes`` through a Monte Carlo renderer: one random sample point per pixel and
+    render; the score uses the converged (8x8 stratified, anti-aliased) image."""
+    rng = np.random.default_rng(seed + 1)
+
+    def render(p: np.ndarray) -> np.ndarray:
+        return strokes(p, rng.uniform(0, 1, (len(p), *_PIXELS.shape)))
+
+    def converged(p: np.ndarray) -> np.ndarray:
+        return np.mean(
+            [strokes(p, np.broadcast_to(offset, _PIXELS.shape)) for offset in SUBPIXEL_STRATA], axis=0
+        )
+
+    return dataclasses.replace(_strokes(seed), render=render, scored=converged)
+
+
+TASKS: dict[str, Callable[[int], Task]] = {
+    "discs": _discs,
+    "discs-mc": _discs_mc,
+    "strokes": _strokes,
+    "strokes-mc": _strokes_mc,
+}
 # Each task's (sigma, Adam step) settings per method: each method's best and its neighbours
 # (strokes: from a 2-seed development sweep; an Adam step of 0.01 left the disc encoder
 # drawing nothing for both methods).
@@ -155,6 +181,10 @@ GRIDS: dict[str, dict[str, list[tuple[float, float]]]] = {
         "surrogate": [(s, lr) for s in (0.05, 0.1, 0.15) for lr in (3e-4, 1e-3, 3e-3)],
     },
     "strokes": {
+        "es": [(s, lr) for s in (0.02, 0.03, 0.05) for lr in (3e-3, 1e-2)],
+        "surrogate": [(s, lr) for s in (0.05, 0.1, 0.15) for lr in (1e-3, 3e-3)],
+    },
+    "strokes-mc": {
         "es": [(s, lr) for s in (0.02, 0.03, 0.05) for lr in (3e-3, 1e-2)],
         "surrogate": [(s, lr) for s in (0.05, 0.1, 0.15) for lr in (1e-3, 3e-3)],
     },

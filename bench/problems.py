@@ -305,7 +305,7 @@ class MonteCarloRaster(DiscRaster):
 
     def converged(self, x: npt.ArrayLike) -> FloatArray:
         """The image the noisy ones average to (8x8 stratified sub-pixel samples)."""
-        return self._image(x, _STRATA)
+        return self._image(x, SUBPIXEL_STRATA[:, None, None, :])
 
     def _image(self, x: npt.ArrayLike, offsets: FloatArray) -> FloatArray:
         """The image averaged over sub-pixel ``offsets`` (k, size, size, 2) or (k, 1, 1, 2)."""
@@ -319,7 +319,7 @@ class MonteCarloRaster(DiscRaster):
         return float(np.mean((self.converged(x) - self.target) ** 2))
 
 
-_STRATA = ((np.stack(np.meshgrid(np.arange(8), np.arange(8)), -1).reshape(-1, 2) + 0.5) / 8)[:, None, None, :]
+SUBPIXEL_STRATA = (np.stack(np.meshgrid(np.arange(8), np.arange(8)), -1).reshape(-1, 2) + 0.5) / 8  # (64, 2)
 
 
 @dataclass

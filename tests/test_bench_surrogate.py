@@ -74,23 +74,24 @@ def test_stroke_renderer_draws_hard_edged_ink_along_the_polyline() -> None:
     assert np.array_equal(strokes(diagonal + 1e-4), strokes(diagonal))  # flat almost everywhere
 
 
-def test_monte_carlo_disc_task_renders_noisy_images_that_average_to_its_scored_image() -> None:
+@pytest.mark.parametrize("name", ["discs-mc", "strokes-mc"])
+def test_monte_carlo_tasks_render_noisy_images_that_average_to_their_scored_image(name: str) -> None:
     from bench.amortised import TASKS
 
-    task = TASKS["discs-mc"](0)
+    task = TASKS[name](0)
     assert task.scored is not None
-    params = np.full((1, 6), 0.5)
-    renders = np.concatenate([task.render(params) for _ in range(200)])
+    params = np.linspace(0.3, 0.7, task.params)[None]
+    renders = np.concatenate([task.render(params) for _ in range(400)])
     assert len({row.tobytes() for row in renders[:4]}) == 4  # every render draws new sub-pixel samples
     assert np.array_equal(task.scored(params), task.scored(params))
-    np.testing.assert_allclose(renders.mean(0), task.scored(params)[0], atol=0.05)
+    np.testing.assert_allclose(renders.mean(0), task.scored(params)[0], atol=0.1)  # 400 samples: 4 sd
     assert 0 < np.abs(renders - task.scored(params)).mean() < 0.05  # noise only along the edge
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize(
     ("task", "sigma", "nothing_drawn"),
-    [("discs", 0.1, 0.123), ("discs-mc", 0.1, 0.113), ("strokes", 0.05, 0.240)],
+    [("discs", 0.1, 0.123), ("discs-mc", 0.1, 0.113), ("strokes", 0.05, 0.240), ("strokes-mc", 0.05, 0.240)],
 )
 def test_amortised_training_learns_with_both_estimators(
     task: str, sigma: float, nothing_drawn: float
