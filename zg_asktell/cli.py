@@ -360,12 +360,13 @@ def _status(args: argparse.Namespace, program: list[str]) -> int:
         "best_point": str(run.best_path) if run.best_path.exists() else None,
         "failed": dict(sorted(Counter(item["status"] for item in finals if item["status"] != "ok").items())),
         "retried_attempts": len(records) - len(finals),
+        "surrogate_explained": optimizer.surrogate_explained,
     }
     if args.json:
         print(json.dumps(info))
     else:
         for key, value in info.items():
-            print(f"{key.replace('_', ' ') + ':':<18}{value}")
+            print(f"{key.replace('_', ' ') + ':':<21}{value}")
     return 0
 
 
