@@ -191,8 +191,11 @@ GRIDS: dict[str, dict[str, list[tuple[float, float]]]] = {
 }
 
 
-def train(task_name: str, method: str, sigma: float, lr: float, renders: list[int], seed: int) -> list[float]:
-    """Held-out loss after each of ``renders`` renders (ascending)."""
+def train(
+    task_name: str, method: str, sigma: float, lr: float, renders: list[int], seed: int
+) -> tuple[list[float], float]:
+    """Held-out loss after each of ``renders`` renders (ascending), and the seconds spent
+    training (renders, estimator and encoder steps; building the task and scoring excluded)."""
     torch.manual_seed(seed)
     torch.set_num_threads(1)
     task = TASKS[task_name](seed)
@@ -207,8 +210,9 @@ def train(task_name: str, method: str, sigma: float, lr: float, renders: list[in
 
     test_inputs, test_targets = task.split(torch.arange(train_rows, len(task.inputs)))
     scores: list[float] = []
-    done = 0
+    done, seconds = 0, 0.0
     while len(scores) < len(renders):
+        start = time.perf_counter()
         inputs, targets = task.split(torch.randint(train_rows, (BATCH,)))
         p = torch.sigmoid(encoder(inputs))
         optimizer.zero_grad()
@@ -222,11 +226,12 @@ def train(task_name: str, method: str, sigma: float, lr: float, renders: list[in
             ((smoothed(p) - targets) ** 2).mean(1).mean().backward()
             done += BATCH
         optimizer.step()
+        seconds += time.perf_counter() - start
         while len(scores) < len(renders) and done >= renders[len(scores)]:
             with torch.no_grad():
                 test_params = torch.sigmoid(encoder(test_inputs))
                 scores.append(float(loss(test_params, test_targets, task.scored or task.render).mean()))
-    return scores
+    return scores, seconds
 
 
 def main() -> None:
@@ -245,8 +250,9 @@ def main() -> None:
         for setting, seed in itertools.product(settings, range(args.seeds))
     ]
     with ProcessPoolExecutor(2) as pool:
-        results = list(pool.map(train, *zip(*jobs)))
+        results, seconds = zip(*pool.map(train, *zip(*jobs)))
     medians = np.median(np.array(results).reshape(len(settings), args.seeds, len(renders)), axis=1)
+    run_seconds = np.median(np.array(seconds).reshape(len(settings), args.seeds), axis=1)
     print(
         f"`python -m bench.amortised --task {args.task} --renders {' '.join(map(str, renders))} "
         f"--seeds {args.seeds}`: median held-out loss over seeds (start: an untrained encoder)\n"
@@ -258,6 +264,13 @@ def main() -> None:
     best = {method: medians[_rows(settings, method)].min(0) for method in METHODS}
     ratios = " | ".join(f"{r:.2f}x" for r in best["surrogate"] / best["es"])
     print(f"| surrogate / es, each at its best setting per column | | | {ratios} |")
+    last = {method: min(_rows(settings, method), key=lambda k: medians[k, -1]) for method in METHODS}
+    es_time, surrogate_time = run_seconds[last["es"]], run_seconds[last["surrogate"]]
+    print(
+        f"\nTraining time of one run to {renders[-1]} renders at each method's best setting there "
+        f"(median over seeds; renders, estimator and encoder steps): es {es_time:.1f} s, surrogate "
+        f"{surrogate_time:.1f} s ({surrogate_time / es_time:.1f}x)"
+    )
     print(f"\n{time.perf_counter() - start:.0f} s on 2 cores")
     if args.plot:
         _plot(renders, settings, medians, args.plot)

@@ -99,7 +99,8 @@ def test_amortised_training_learns_with_both_estimators(
     from bench.amortised import train
 
     for method in ("es", "surrogate"):
-        losses = train(task, method, sigma, 3e-3, [640, 6400], seed=0)
+        losses, seconds = train(task, method, sigma, 3e-3, [640, 6400], seed=0)
+        assert seconds > 0
         assert all(math.isfinite(v) for v in losses)
         assert losses[1] < 0.9 * nothing_drawn
 
