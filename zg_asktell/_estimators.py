@@ -176,8 +176,9 @@ class ControlVariateEstimator(SurrogateEstimator):
 
     @property
     def explained(self) -> float:
-        """Share of the recent targets (pairs' differences) that ``c h`` predicted before
-        the fit saw them: about the share of ES's variance the control variate removes."""
+        """Share of the recent targets (with antithetic pairs, their differences) that
+        ``c h`` predicted before the fit saw them: about the share of ES's variance the
+        control variate removes."""
         if self._total <= 0:
             return 0.0
         c = self._coefficient()

@@ -187,9 +187,9 @@ class ZeroGrads:
     def surrogate_explained(self) -> float | None:
         """Share in [0, 1] of the last ~10 batches' antithetic loss differences that the
         surrogate predicted before it was fit on them: about the share of plain ES's
-        gradient variance the control variate removes. Near 0 all run long, preset
-        ``"es"`` does as well for a fraction of the time. None unless
-        ``estimator="control-variate"``."""
+        gradient variance the control variate removes. Near 0 all run long on a loss
+        without plateaus, preset ``"es"`` does as well for a fraction of the time. None
+        unless ``estimator="control-variate"``."""
         estimator = self._estimator
         return estimator.explained if isinstance(estimator, ControlVariateEstimator) else None
 
