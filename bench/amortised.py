@@ -1,11 +1,11 @@
 """Amortisation: training a network through a non-differentiable renderer (docs/surrogate.md).
 
-``python -m bench.amortised [--task discs|discs-mc|strokes|strokes-mc]
+``python -m bench.amortised [--task discs|discs-mc|strokes|strokes-mc|vae-strokes-mc]
 [--renders 4000 16000 64000] [--seeds 3] [--plot PATH]``
 
 An encoder maps each target image to the parameters of a renderer with no useful gradient;
 the loss is the squared error between the image rendered from those parameters and the
-target. Four tasks:
+target. Five tasks:
 
 - ``discs``: a linear encoder (sigmoid outputs) maps each 16x16x3 image of one disc, drawn
   by the hard-edged ``DiscRaster``, to the disc's 6 parameters;
@@ -18,7 +18,10 @@ target. Four tasks:
   where its centre lies within a fixed radius of the polyline), compared with the digit
   upsampled to 16x16;
 - ``strokes-mc``: the same through a Monte Carlo stroke renderer (one random sample point
-  per pixel and render), scored on the converged image.
+  per pixel and render), scored on the converged image;
+- ``vae-strokes-mc``: ``strokes-mc`` with a variational autoencoder (``StrokeVAE``: latent
+  sampling and a KL term, as the paper's VAE experiment), scored with each image's mean
+  code.
 
 The gradient with respect to each image's parameters is estimated, then back-propagated
 through the encoder (exactly, by autograd):
@@ -52,6 +55,7 @@ from zg_asktell.amortised import LearnedSmoothing
 from zg_asktell.problems import DiscRaster
 
 BATCH = 32  # images per encoder step
+KL_WEIGHT = 1 / 256  # a VAE's KL term against the per-pixel mean squared error: per-pixel sums
 METHODS = ("es", "surrogate")
 Render = Callable[[np.ndarray], np.ndarray]  # (n, params) -> (n, pixels)
 
@@ -162,11 +166,40 @@ def _strokes_mc(seed: int) -> Task:
     return dataclasses.replace(_strokes(seed), render=render, scored=converged)
 
 
+class StrokeVAE(torch.nn.Module):
+    """A variational autoencoder's encoder and decoder around the stroke renderer: the image
+    is encoded to a Gaussian over a latent code, a sample (the mean when not training) is
+    decoded to the stroke's control points; ``kl`` holds the last batch's mean KL term."""
+
+    def __init__(self, inputs: int, latent: int = 8) -> None:
+        super().__init__()
+        self.encode = torch.nn.Sequential(
+            torch.nn.Linear(inputs, 64), torch.nn.ReLU(), torch.nn.Linear(64, 2 * latent)
+        )
+        self.decode = torch.nn.Sequential(
+            torch.nn.Linear(latent, 64), torch.nn.ReLU(), torch.nn.Linear(64, 2 * STROKE_POINTS)
+        )
+        self.kl = torch.zeros(())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        mean, log_variance = self.encode(x).chunk(2, dim=-1)
+        self.kl = 0.5 * (mean**2 + log_variance.exp() - 1 - log_variance).sum(-1).mean()
+        if not self.training:
+            return self.decode(mean)  # type: ignore[no-any-return]
+        return self.decode(mean + torch.randn_like(mean) * (0.5 * log_variance).exp())  # type: ignore[no-any-return]
+
+
+def _vae_strokes_mc(seed: int) -> Task:
+    """``strokes-mc`` with a VAE (latent sampling and a KL term) in place of the autoencoder."""
+    return dataclasses.replace(_strokes_mc(seed), encoder=StrokeVAE)
+
+
 TASKS: dict[str, Callable[[int], Task]] = {
     "discs": _discs,
     "discs-mc": _discs_mc,
     "strokes": _strokes,
     "strokes-mc": _strokes_mc,
+    "vae-strokes-mc": _vae_strokes_mc,
 }
 # Each task's (sigma, Adam step) settings per method: each method's best and its neighbours
 # (strokes: from a 2-seed development sweep; an Adam step of 0.01 left the disc encoder
@@ -185,6 +218,10 @@ GRIDS: dict[str, dict[str, list[tuple[float, float]]]] = {
         "surrogate": [(s, lr) for s in (0.05, 0.1, 0.15) for lr in (1e-3, 3e-3)],
     },
     "strokes-mc": {
+        "es": [(s, lr) for s in (0.02, 0.03, 0.05) for lr in (3e-3, 1e-2)],
+        "surrogate": [(s, lr) for s in (0.05, 0.1, 0.15) for lr in (1e-3, 3e-3)],
+    },
+    "vae-strokes-mc": {
         "es": [(s, lr) for s in (0.02, 0.03, 0.05) for lr in (3e-3, 1e-2)],
         "surrogate": [(s, lr) for s in (0.05, 0.1, 0.15) for lr in (1e-3, 3e-3)],
     },
@@ -215,22 +252,26 @@ def train(
         start = time.perf_counter()
         inputs, targets = task.split(torch.randint(train_rows, (BATCH,)))
         p = torch.sigmoid(encoder(inputs))
+        prior = [KL_WEIGHT * encoder.kl] if isinstance(encoder, StrokeVAE) else []
         optimizer.zero_grad()
         if method == "es":
             eps = sigma * torch.randn(p.shape)
             q = p.detach()
             differences = loss(q + eps, targets) - loss(q - eps, targets)
-            torch.autograd.backward([p], [differences[:, None] * eps / (2 * sigma**2) / BATCH])
+            grad = differences[:, None] * eps / (2 * sigma**2) / BATCH
+            torch.autograd.backward([p, *prior], [grad, *[torch.ones(())] * len(prior)])
             done += 2 * BATCH
         else:
-            ((smoothed(p) - targets) ** 2).mean(1).mean().backward()
+            (((smoothed(p) - targets) ** 2).mean(1).mean() + sum(prior)).backward()
             done += BATCH
         optimizer.step()
         seconds += time.perf_counter() - start
         while len(scores) < len(renders) and done >= renders[len(scores)]:
+            encoder.eval()  # a VAE decodes its mean code
             with torch.no_grad():
                 test_params = torch.sigmoid(encoder(test_inputs))
                 scores.append(float(loss(test_params, test_targets, task.scored or task.render).mean()))
+            encoder.train()
     return scores, seconds
 
 

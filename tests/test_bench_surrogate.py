@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench.calibrate import PROBLEMS, SWEEPS, table  # noqa: E402
@@ -88,10 +89,32 @@ def test_monte_carlo_tasks_render_noisy_images_that_average_to_their_scored_imag
     assert 0 < np.abs(renders - task.scored(params)).mean() < 0.05  # noise only along the edge
 
 
+def test_stroke_vae_samples_its_code_in_training_and_decodes_the_mean_in_eval() -> None:
+    from bench.amortised import StrokeVAE
+
+    torch.manual_seed(0)
+    vae, images = StrokeVAE(64), torch.randn(5, 64)
+    assert not torch.equal(vae(images), vae(images))  # a fresh latent sample per call
+    assert float(vae.kl.detach()) > 0
+    vae.eval()
+    assert torch.equal(vae(images), vae(images))
+    with torch.no_grad():  # codes distributed exactly as the prior: no KL
+        vae.encode[-1].weight.zero_()
+        vae.encode[-1].bias.zero_()
+    vae(images)
+    assert float(vae.kl.detach()) == 0.0
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize(
     ("task", "sigma", "nothing_drawn"),
-    [("discs", 0.1, 0.123), ("discs-mc", 0.1, 0.113), ("strokes", 0.05, 0.240), ("strokes-mc", 0.05, 0.240)],
+    [
+        ("discs", 0.1, 0.123),
+        ("discs-mc", 0.1, 0.113),
+        ("strokes", 0.05, 0.240),
+        ("strokes-mc", 0.05, 0.240),
+        ("vae-strokes-mc", 0.05, 0.240),
+    ],
 )
 def test_amortised_training_learns_with_both_estimators(
     task: str, sigma: float, nothing_drawn: float
