@@ -7,7 +7,7 @@ warm-started MLP to every recent (input, output) pair (a Gaussian-smoothed surro
 function, shared by all calls) and returns that surrogate's prediction, through which the
 gradient flows.
 Sharing one model across many inputs is where it beat per-input ES estimates (0.35-0.91x
-the loss at equal evaluations on four tasks, docs/surrogate.md); noisy evaluations (a
+the loss at equal evaluations on five tasks, docs/surrogate.md); noisy evaluations (a
 Monte Carlo renderer) widen the gap, as the regression averages their noise.
 """
 
