@@ -81,6 +81,11 @@ def _standardised(x: torch.Tensor, train: int) -> torch.Tensor:
     return (x - x[:train].mean(0)) / (x[:train].std(0) + 0.1)
 
 
+def _row_images(image: Callable[[np.ndarray], np.ndarray]) -> Render:
+    """A renderer of one parameter vector to one image, applied to each row, images flattened."""
+    return lambda p: np.stack([image(q).ravel() for q in p])
+
+
 def _disc_params(seed: int) -> np.ndarray:
     """2,048 discs (centre, radius, colour) that lie well inside a 16x16 image."""
     rng = np.random.default_rng(seed)
@@ -88,13 +93,8 @@ def _disc_params(seed: int) -> np.ndarray:
 
 
 def _discs(seed: int) -> Task:
-    renderer = DiscRaster.make(1, seed=seed, size=16)
-    params = _disc_params(seed)
-    images = torch.as_tensor(np.stack([renderer.render(p).ravel() for p in params]), dtype=torch.float32)
-
-    def render(p: np.ndarray) -> np.ndarray:
-        return np.stack([renderer.render(q).ravel() for q in p])
-
+    render = _row_images(DiscRaster.make(1, seed=seed, size=16).render)
+    images = torch.as_tensor(render(_disc_params(seed)), dtype=torch.float32)
     return Task(render, _standardised(images, 1792), images, 256, lambda n: torch.nn.Linear(n, 6), 6)
 
 
@@ -102,15 +102,8 @@ def _discs_mc(seed: int) -> Task:
     """``discs`` through a Monte Carlo renderer: one random sub-pixel sample per pixel and
     render, so each render is a noisy estimate of the anti-aliased image it is scored with."""
     raster = MonteCarloRaster.noisy(1, samples=1, seed=seed, size=16)
-    params = _disc_params(seed)
-    images = torch.as_tensor(np.stack([raster.converged(p).ravel() for p in params]), dtype=torch.float32)
-
-    def render(p: np.ndarray) -> np.ndarray:
-        return np.stack([raster.sampled(q).ravel() for q in p])
-
-    def converged(p: np.ndarray) -> np.ndarray:
-        return np.stack([raster.converged(q).ravel() for q in p])
-
+    render, converged = _row_images(raster.sampled), _row_images(raster.converged)
+    images = torch.as_tensor(converged(_disc_params(seed)), dtype=torch.float32)
     inputs = _standardised(images, 1792)
     return Task(render, inputs, images, 256, lambda n: torch.nn.Linear(n, 6), 6, converged)
 
@@ -292,11 +285,10 @@ def main() -> None:
     print("|---|---|---|" + "---|" * len(renders))
     for (method, sigma, lr), row in zip(settings, medians):
         print(f"| {method} | {sigma:g} | {lr:g} | " + " | ".join(f"{v:.4g}" for v in row) + " |")
-    best = {method: medians[_rows(settings, method)].min(0) for method in METHODS}
+    best = {method: medians[_rows(settings, method)].min(0) for method in METHODS}  # per column
     ratios = " | ".join(f"{r:.2f}x" for r in best["surrogate"] / best["es"])
     print(f"| surrogate / es, each at its best setting per column | | | {ratios} |")
-    last = {method: min(_rows(settings, method), key=lambda k: medians[k, -1]) for method in METHODS}
-    es_time, surrogate_time = run_seconds[last["es"]], run_seconds[last["surrogate"]]
+    es_time, surrogate_time = (run_seconds[_best_at_last(settings, medians, m)] for m in METHODS)
     print(
         f"\nTraining time of one run to {renders[-1]} renders at each method's best setting there "
         f"(median over seeds; renders, estimator and encoder steps): es {es_time:.1f} s, surrogate "
@@ -312,6 +304,11 @@ def _rows(settings: list[tuple[str, float, float]], method: str) -> list[int]:
     return [k for k, setting in enumerate(settings) if setting[0] == method]
 
 
+def _best_at_last(settings: list[tuple[str, float, float]], medians: np.ndarray, method: str) -> int:
+    """Index of ``method``'s setting with the lowest median loss at the largest budget."""
+    return min(_rows(settings, method), key=lambda k: medians[k, -1])
+
+
 def _plot(
     renders: list[int], settings: list[tuple[str, float, float]], medians: np.ndarray, path: str
 ) -> None:
@@ -323,8 +320,7 @@ def _plot(
 
     figure, ax = plt.subplots(figsize=(5, 3.4))
     for method in METHODS:
-        rows = _rows(settings, method)
-        k = rows[int(np.argmin(medians[rows, -1]))]
+        k = _best_at_last(settings, medians, method)
         label = f"{method} (sigma {settings[k][1]:g}, Adam step {settings[k][2]:g})"
         ax.plot(renders, medians[k], marker="o", label=label)
     ax.set(xscale="log", yscale="log", xlabel="renders", ylabel="median held-out loss")
