@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import math
+import threading
 import time
+import warnings
+from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Executor, Future, wait
 from dataclasses import dataclass
@@ -18,6 +22,7 @@ from tqdm import tqdm
 from ._config import ZeroGradsConfig, is_integer
 from ._optimizer import ZeroGrads
 from .runs import (
+    Abandoned,
     Batch,
     EvaluationFailed,
     Logged,
@@ -32,6 +37,10 @@ from .runs import (
 
 FloatArray = npt.NDArray[np.float64]
 Objective = Callable[[FloatArray], Any]
+
+
+class FailedRunWarning(RuntimeWarning):
+    """Issued by :func:`minimize` when every evaluation of the run failed."""
 
 
 @dataclass(frozen=True)
@@ -69,6 +78,7 @@ def minimize(
     config: ZeroGradsConfig | None = None,
     seed: int | None = None,
     retries: int = 0,
+    timeout: float | None = None,
     run_dir: PathLike | None = None,
     resume: bool = False,
     progress: bool = True,
@@ -80,7 +90,10 @@ def minimize(
     a process pool, ``client.get_executor()`` of a Dask cluster...; default: one at a
     time in this process). An evaluation that raises, returns a non-number or NaN/inf,
     or raises :class:`~zg_asktell.runs.EvaluationFailed` is retried up to ``retries``
-    times, then told to the optimizer as failed; the run goes on.
+    times, then told to the optimizer as failed; the run goes on. Each attempt is
+    submitted as a distinct task, so executors that cache results (Dask's ``pure=True``)
+    really run a retry again. A run in which every evaluation failed ends with a
+    :class:`FailedRunWarning` (a ``RuntimeWarning``) naming the commonest reason.
 
     With ``run_dir``, every attempt is appended to ``run_dir/log.jsonl`` and the state is
     checkpointed atomically after each batch; ``resume=True`` continues an interrupted
@@ -93,6 +106,11 @@ def minimize(
         x0, sigma, lower, upper, budget, config, seed, options: as for :class:`ZeroGrads`.
         executor: where evaluations run; the loop submits a batch and waits for it.
         retries: re-evaluations of a failed candidate before it counts as failed.
+        timeout: seconds one evaluation may take (None: no limit). ``fn`` then runs in a
+            thread of its own where the executor runs it; past the limit the attempt fails
+            with status ``"timeout"``, the worker moves on, and :class:`~zg_asktell.runs.Abandoned`
+            is raised inside the abandoned call, which stops it at its next Python
+            instruction (a call blocked in C runs on until it returns; its result is ignored).
         run_dir: directory of the run's log and checkpoints (see docs/external.md).
         resume: continue ``run_dir`` if it exists (its settings must match).
         progress: show a tqdm progress bar with the best loss.
@@ -113,6 +131,10 @@ def minimize(
         )
     if not is_integer(retries) or retries < 0:
         raise ValueError(f"retries={retries!r} must be a non-negative integer (re-evaluations of a failure)")
+    if timeout is not None and (
+        isinstance(timeout, bool) or not isinstance(timeout, int | float) or not 0 < timeout < math.inf
+    ):
+        raise ValueError(f"timeout={timeout!r} must be a positive number of seconds or None (no limit)")
     if not isinstance(resume, bool):
         raise TypeError(f"resume={resume!r} must be True or False")
     if resume and run_dir is None:
@@ -121,7 +143,9 @@ def minimize(
     run = _run_dir(run_dir, settings, resume)
     with run.lock() if run else contextlib.nullcontext():
         optimizer = run.load_optimizer() if run else optimizer_from(settings)
-        _loop(optimizer, fn, executor, int(retries), run, progress)
+        reasons = _loop(optimizer, _Evaluation(fn, timeout), executor, int(retries), run, progress)
+    if optimizer.evaluations and optimizer.n_failed == optimizer.evaluations:
+        warnings.warn(_all_failed(optimizer.evaluations, reasons, run), FailedRunWarning, stacklevel=2)
     return MinimizeResult(
         x=optimizer.recommend(),
         best_x=optimizer.best_x,
@@ -143,21 +167,35 @@ def _run_dir(path: PathLike | None, settings: dict[str, Any], resume: bool) -> R
     return RunDir.create(path, settings)
 
 
+def _all_failed(evaluations: int, reasons: Counter[str], run: RunDir | None) -> str:
+    """The message of a run in which every evaluation failed."""
+    where = f"; every attempt's reason is in {str(run.log_path)!r}" if run else ""
+    common = f" (most often {reasons.most_common(1)[0][0]})" if reasons else ""
+    return (
+        f"every one of the {evaluations} evaluations failed{common}: nothing was learned and "
+        f"best_x is None{where}. Check the objective on x0 by hand before running again"
+    )
+
+
 def _loop(
     optimizer: ZeroGrads,
-    fn: Objective,
+    fn: _Evaluation,
     executor: Executor | None,
     retries: int,
     run: RunDir | None,
     progress: bool,
-) -> None:
+) -> Counter[str]:
+    """Evaluate and tell batches until the budget is spent; the failures' reasons, counted."""
     bar = tqdm(total=optimizer.budget, initial=optimizer.evaluations, unit="eval", disable=not progress)
     best = optimizer.best_loss
+    reasons: Counter[str] = Counter()
 
-    def done(loss: float | None) -> None:
+    def done(outcome: Outcome) -> None:
         nonlocal best
-        if loss is not None and loss < best:
-            best = loss
+        if outcome.loss is None:
+            reasons[f"{outcome.status}: {outcome.reason}"] += 1
+        elif outcome.loss < best:
+            best = outcome.loss
             bar.set_postfix(best=f"{best:.6g}", refresh=False)
         bar.update(1)
 
@@ -168,22 +206,23 @@ def _loop(
             optimizer.tell(batch.X, losses)
             if run:
                 run.checkpoint(optimizer)
+    return reasons
 
 
 def _evaluate(
-    fn: Objective,
+    fn: _Evaluation,
     batch: Batch,
     executor: Executor | None,
     retries: int,
     logged: Logged,
     run: RunDir | None,
-    done: Callable[[float | None], None],
+    done: Callable[[Outcome], None],
 ) -> list[float | None]:
     """Losses of every row: logged finals reused, the rest evaluated with retries."""
     losses = {row: outcome.loss for row, outcome in logged.finals.items()}
     attempts = dict(logged.attempts)
-    for loss in losses.values():
-        done(loss)
+    for outcome in logged.finals.values():
+        done(outcome)
 
     def settle(row: int, outcome: Outcome) -> bool:
         """Log an attempt; True when the row must be tried again."""
@@ -193,31 +232,77 @@ def _evaluate(
             run.append(record(batch, row, attempts[row], final, outcome))
         if final:
             losses[row] = outcome.loss
-            done(outcome.loss)
+            done(outcome)
         return not final
+
+    def submit(row: int) -> Future[Outcome]:
+        assert executor is not None
+        # The evaluation id and attempt number make every submission distinct: an executor
+        # that caches results by argument (Dask's pure=True) would otherwise hand a retry
+        # the first attempt's failure, and two equal rows one shared evaluation.
+        tag = (batch.first + row, attempts.get(row, 0) + 1)
+        return executor.submit(fn, batch.X[row], tag)
 
     todo = [row for row in range(len(batch.X)) if row not in losses]
     if executor is None:
         for row in todo:
-            while settle(row, _attempt(fn, batch.X[row].copy())):
+            while settle(row, fn(batch.X[row].copy())):
                 pass
     else:
-        pending = {executor.submit(_attempt, fn, batch.X[row]): row for row in todo}
+        pending = {submit(row): row for row in todo}
         try:
             while pending:
                 finished, _ = wait(pending, return_when=FIRST_COMPLETED)
                 for future in sorted(finished, key=pending.__getitem__):
                     row = pending.pop(future)
                     if settle(row, _collect(future)):
-                        pending[executor.submit(_attempt, fn, batch.X[row])] = row
+                        pending[submit(row)] = row
         finally:
             for future in pending:
                 future.cancel()
     return [losses[row] for row in range(len(batch.X))]
 
 
+@dataclass(frozen=True)
+class _Evaluation:
+    """One attempt at ``fn(x)`` under the failure policy and ``timeout`` (runs where the executor runs)."""
+
+    fn: Objective
+    timeout: float | None
+
+    def __call__(self, x: FloatArray, tag: tuple[int, int] | None = None) -> Outcome:
+        """The outcome of ``fn(x)``; ``tag`` (evaluation id, attempt) only keeps submissions distinct."""
+        if self.timeout is None:
+            return _attempt(self.fn, x)
+        results: list[Outcome] = []
+        thread = threading.Thread(
+            target=_run_abandonable, args=(self.fn, x, results), name="zg-asktell evaluation", daemon=True
+        )
+        thread.start()
+        try:
+            thread.join(self.timeout)
+        finally:
+            if thread.is_alive():  # past the limit, or this thread interrupted: abandon the call
+                _raise_in(thread, Abandoned)
+        if results:
+            return results[0]
+        reason = f"no result after {self.timeout:g} s; the call was abandoned"
+        return Outcome("timeout", reason=reason, seconds=self.timeout)
+
+
+def _run_abandonable(fn: Objective, x: FloatArray, results: list[Outcome]) -> None:
+    with contextlib.suppress(Abandoned):
+        results.append(_attempt(fn, x))
+
+
+def _raise_in(thread: threading.Thread, error: type[BaseException]) -> None:
+    """Raise ``error`` in ``thread`` at its next Python instruction (CPython's async exception)."""
+    assert thread.ident is not None
+    ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(thread.ident), ctypes.py_object(error))
+
+
 def _attempt(fn: Objective, x: FloatArray) -> Outcome:
-    """One evaluation of ``fn(x)`` judged by the failure policy (runs where the executor runs)."""
+    """One evaluation of ``fn(x)`` judged by the failure policy."""
     start = time.perf_counter()
     try:
         value = fn(x)

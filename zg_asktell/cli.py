@@ -12,6 +12,7 @@ import json
 import math
 import signal
 import sys
+import warnings
 from collections import Counter
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -22,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from ._config import PRESETS, ZeroGradsConfig, preset
-from ._minimize import minimize
+from ._minimize import FailedRunWarning, minimize
 from ._optimizer import ZeroGrads
 from .command import Command, stop_running
 from .runs import (
@@ -207,21 +208,23 @@ def _run(args: argparse.Namespace, program: list[str]) -> int:
     executor = ThreadPoolExecutor(args.workers) if args.workers > 1 else None
     previous = signal.signal(signal.SIGTERM, _interrupt)
     try:
-        result = minimize(
-            command,
-            settings["x0"],
-            settings["sigma"],
-            budget=settings["budget"],
-            executor=executor,
-            lower=settings["lower"],
-            upper=settings["upper"],
-            config=ZeroGradsConfig.from_dict(settings["config"]),
-            seed=settings["seed"],
-            retries=args.retries,
-            run_dir=path,
-            resume=True,
-            progress=not args.quiet,
-        )
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            result = minimize(
+                command,
+                settings["x0"],
+                settings["sigma"],
+                budget=settings["budget"],
+                executor=executor,
+                lower=settings["lower"],
+                upper=settings["upper"],
+                config=ZeroGradsConfig.from_dict(settings["config"]),
+                seed=settings["seed"],
+                retries=args.retries,
+                run_dir=path,
+                resume=True,
+                progress=not args.quiet,
+            )
     except KeyboardInterrupt:
         stop_running()
         print(f"{PROG}: interrupted; continue with the same command and --resume", file=sys.stderr)
@@ -230,6 +233,11 @@ def _run(args: argparse.Namespace, program: list[str]) -> int:
         if executor is not None:
             executor.shutdown(wait=True, cancel_futures=True)
         signal.signal(signal.SIGTERM, previous)
+    for warning in caught:  # the warning that every evaluation failed is this command's error
+        kind = "error" if issubclass(warning.category, FailedRunWarning) else "warning"
+        print(f"{PROG}: {kind}: {warning.message}", file=sys.stderr)
+    if any(issubclass(warning.category, FailedRunWarning) for warning in caught):
+        return 1
     run = RunDir.open(path)
     print(
         f"best loss {result.best_loss:.10g} after {result.evaluations} evaluations "

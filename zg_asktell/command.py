@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -22,6 +23,7 @@ LossSource = Literal["stdout", "file"]
 _RUNNING: set[subprocess.Popen[bytes]] = set()
 _RUNNING_LOCK = threading.Lock()
 _TAIL = 300  # characters of stderr kept in a failure reason
+_PLACEHOLDER = re.compile(r"\{params\}|\{loss\}")
 
 
 @dataclass(frozen=True)
@@ -74,7 +76,9 @@ class Command:
             params = Path(scratch) / f"params.{self.params_format}"
             loss_file = Path(scratch) / "loss.txt"
             write_params(params, np.asarray(x, dtype=np.float64), self.params_format)
-            args = [a.replace("{params}", str(params)).replace("{loss}", str(loss_file)) for a in self.argv]
+            paths = {"{params}": str(params), "{loss}": str(loss_file)}
+            # One pass: a path that itself contains "{loss}" or "{params}" is not replaced again.
+            args = [_PLACEHOLDER.sub(lambda match: paths[match.group()], a) for a in self.argv]
             env = {**os.environ, "ZG_PARAMS": str(params), "ZG_LOSS": str(loss_file)}
             stdout = self._run(args, env)
             if self.loss_from == "stdout":

@@ -61,6 +61,14 @@ class EvaluationFailed(Exception):
         self.reason = reason
 
 
+class Abandoned(BaseException):
+    """Raised inside an evaluation that ran past ``minimize``'s ``timeout``, to stop it.
+
+    It derives from ``BaseException`` so that an objective's ``except Exception`` does not
+    keep the abandoned call running; catch it only to clean up, then re-raise.
+    """
+
+
 @dataclass(frozen=True)
 class Outcome:
     """The result of one evaluation attempt: a finite loss, or a failure and its reason."""
