@@ -317,14 +317,19 @@ def test_file_protocol_steps_are_safe_to_repeat(tmp_path: Path, capsys: pytest.C
     assert "holds 7 losses but the batch has 8 candidates" in capsys.readouterr().err
     assert status(run, capsys)["evaluations"] == 0
     (folder / "losses.txt").write_text("\n".join(losses) + "\n\n")
+    assert main(["tell", *d, "0"]) == 1  # a row that is not a loss: nothing recorded
+    assert "the loss of row 2 'segfault' is not a number" in capsys.readouterr().err
+    assert status(run, capsys)["evaluations"] == 0 and log_of(run) == []
+    losses[2] = "null"
+    (folder / "losses.txt").write_text("\n".join(losses) + "\n\n")
     assert main(["tell", *d, "0"]) == 0
     assert main(["tell", *d, "0"]) == 0  # the same batch again: counted once
     assert "already told with these losses; nothing changed" in capsys.readouterr().err
     info = status(run, capsys)
-    assert info["evaluations"] == 8 and info["failed"] == {"nonfinite": 1, "output": 1}
+    assert info["evaluations"] == 8 and info["failed"] == {"nonfinite": 2}
     assert info["state"] == "batch 1 is next"
     items = log_of(run)
-    assert len(items) == 8 and items[2]["reason"] == "loss of row 2 'segfault' is not a number"
+    assert len(items) == 8 and items[2]["reason"] == "loss of row 2 reports 'null'"
     (tmp_path / "other.txt").write_text("\n".join(["1.0"] * 8) + "\n")
     assert main(["tell", *d, "0", "--losses", str(tmp_path / "other.txt")]) == 1
     assert "was already told with loss" in capsys.readouterr().err

@@ -166,3 +166,46 @@ def test_command_substitutes_each_placeholder_once(tmp_path: Path) -> None:
         workdir=str(workdir),
     )
     assert command(np.array([0.5, 0.5])) == pytest.approx(0.01)
+
+
+# ------------------------------------------------------------ file protocol: losses files
+def asked_batch(tmp_path: Path) -> tuple[list[str], Path]:
+    d = ["--dir", str(tmp_path / "run")]
+    assert main(["init", *d, "--dim", "2", "--budget", "16", *CLI_SMALL]) == 0
+    assert main(["ask", *d]) == 0
+    return d, tmp_path / "run" / "batches" / "0"
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "message"),
+    [
+        ("losses.txt", "1.0\n" * 3 + "oops\n" + "1.0\n" * 4, "the loss of row 3 'oops' is not a number"),
+        ("losses.txt", "1.0\n" * 3 + "\n" + "1.0\n" * 4, "the loss of row 3 is empty"),
+        ("losses.txt", b"\xff\xfe" * 8, "is not a readable losses file"),
+        (
+            "losses.json",
+            '[1.0, 1.0, "oops", 1, 1, 1, 1, 1]',
+            """the loss of row 2 '"oops"' is not a number""",
+        ),
+        ("losses.json", "[1.0, 1.0,", "is not a readable losses file"),
+        ("losses.json", '{"losses": [1.0]}', "must hold a JSON list of 8 losses"),
+        ("losses.npy", b"not an npy file", "is not a readable losses file"),
+    ],
+)
+def test_an_unreadable_losses_file_changes_nothing_and_a_fixed_one_is_told(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], name: str, content: str | bytes, message: str
+) -> None:
+    d, folder = asked_batch(tmp_path)
+    path = folder / name
+    if isinstance(content, bytes):
+        path.write_bytes(content)
+    else:
+        path.write_text(content)
+    capsys.readouterr()
+    assert main(["tell", *d, "0", "--losses", str(path)]) == 1
+    err = capsys.readouterr().err
+    assert message in err and "tell again" in err
+    assert (tmp_path / "run" / "log.jsonl").read_text() == ""
+    np.save(folder / "fixed.npy", np.array([1.0, np.nan, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0]))
+    assert main(["tell", *d, "0", "--losses", str(folder / "fixed.npy")]) == 0
+    assert "batch 0 told: 8 losses (1 failed)" in capsys.readouterr().out

@@ -148,31 +148,40 @@ def read_params(path: PathLike) -> FloatArray:
 def read_losses(path: PathLike, count: int) -> list[Outcome]:
     """The ``count`` losses of a batch: one per line (text), a JSON list, or a ``.npy`` vector.
 
-    ``nan``, ``inf``, ``null`` or ``none`` report a failed evaluation; anything else that is
-    not a number is recorded as a failure of kind ``"output"``.
+    ``nan``, ``inf``, ``null`` or ``none`` report a failed evaluation. A file that cannot be
+    read, has another number of losses, or holds a row that is neither a number nor one of
+    these words raises ``ValueError``: such a file is a mistake to fix, not a failure.
     """
     path = Path(path)
-    if path.suffix == ".npy":
-        values = np.load(path, allow_pickle=False).ravel().tolist()
-        texts = [repr(float(v)) for v in values]
-    elif path.suffix == ".json":
-        try:
+    try:
+        if path.suffix == ".npy":
+            texts = [repr(float(v)) for v in np.load(path, allow_pickle=False).ravel()]
+        elif path.suffix == ".json":
             values = json.loads(path.read_text())
-        except json.JSONDecodeError as error:
-            raise ValueError(f"{str(path)!r} is not valid JSON: {error}") from error
-        if not isinstance(values, list):
-            raise ValueError(f"{str(path)!r} must hold a JSON list of {count} losses")
-        texts = ["null" if v is None else str(v) for v in values]
-    else:
-        texts = path.read_text().splitlines()
-        while texts and not texts[-1].strip():
-            texts.pop()
+            if not isinstance(values, list):
+                raise ValueError(f"it must hold a JSON list of {count} losses")
+            texts = ["null" if v is None else json.dumps(v) for v in values]
+        else:
+            texts = path.read_text().splitlines()
+            while texts and not texts[-1].strip():
+                texts.pop()
+    except (ValueError, TypeError) as error:  # JSON, UTF-8 and npy errors are ValueErrors
+        raise ValueError(
+            f"{str(path)!r} is not a readable losses file ({error}); fix it and tell again"
+        ) from error
     if len(texts) != count:
         raise ValueError(
             f"{str(path)!r} holds {len(texts)} losses but the batch has {count} candidates: "
             "write one loss per candidate, in the order of the params file"
         )
-    return [parse_loss(text, f"loss of row {row}") for row, text in enumerate(texts)]
+    outcomes = [parse_loss(text, f"loss of row {row}") for row, text in enumerate(texts)]
+    for outcome in outcomes:
+        if outcome.status == "output":
+            raise ValueError(
+                f"{str(path)!r}: the {outcome.reason}; write a number, or nan, inf, null or none "
+                "for a failed evaluation, then tell again (nothing was recorded)"
+            )
+    return outcomes
 
 
 # ----------------------------------------------------------------------- atomic writes
