@@ -51,8 +51,8 @@ import numpy as np
 import torch
 
 from bench.problems import SUBPIXEL_STRATA, MonteCarloRaster
-from zg_asktell.amortised import LearnedSmoothing
 from zg_asktell.problems import DiscRaster
+from zg_asktell.torch import BlackBox
 
 BATCH = 32  # images per encoder step
 KL_WEIGHT = 1 / 256  # a VAE's KL term against the per-pixel mean squared error: per-pixel sums
@@ -187,7 +187,37 @@ def _vae_strokes_mc(seed: int) -> Task:
     return dataclasses.replace(_strokes_mc(seed), encoder=StrokeVAE)
 
 
+BAR_SIZE = 24
+_BAR_PIXELS = (np.stack(np.meshgrid(*[np.arange(BAR_SIZE)] * 2, indexing="ij"), -1).reshape(-1, 2) + 0.5)
+_BAR_PIXELS /= BAR_SIZE  # pixel centres in [0, 1]^2
+
+
+def bars(params: np.ndarray) -> np.ndarray:
+    """(n, 6) parameters in [0, 1] -> (n, 576) images of one hard-edged rotated bar: centre
+    (0.2-0.8 of the image), angle (0-180 degrees), length (0.2-0.8), thickness (0.04-0.2)
+    and ink (0.3-1); a pixel takes the ink where its centre lies inside the bar, else 0."""
+    p = np.asarray(params, dtype=np.float64)
+    centre, angle = 0.2 + 0.6 * p[:, None, :2], np.pi * p[:, 2:3]
+    length, thickness, ink = 0.2 + 0.6 * p[:, 3:4], 0.04 + 0.16 * p[:, 4:5], 0.3 + 0.7 * p[:, 5:6]
+    offset = _BAR_PIXELS - centre  # (n, pixels, 2)
+    along = offset[..., 0] * np.cos(angle) + offset[..., 1] * np.sin(angle)
+    across = offset[..., 1] * np.cos(angle) - offset[..., 0] * np.sin(angle)
+    return np.where((np.abs(along) < length / 2) & (np.abs(across) < thickness / 2), ink, 0.0)
+
+
+def _bars(seed: int) -> Task:
+    """An MLP encoder (576-64-6) of 24x24 images of one rotated bar, through ``bars``."""
+    truth = np.random.default_rng(seed).uniform(0.1, 0.9, (2048, 6))
+    images = torch.as_tensor(bars(truth), dtype=torch.float32)
+
+    def encoder(n: int) -> torch.nn.Module:
+        return torch.nn.Sequential(torch.nn.Linear(n, 64), torch.nn.ReLU(), torch.nn.Linear(64, 6))
+
+    return Task(bars, _standardised(images, 1792), images, 256, encoder, 6)
+
+
 TASKS: dict[str, Callable[[int], Task]] = {
+    "bars": _bars,
     "discs": _discs,
     "discs-mc": _discs_mc,
     "strokes": _strokes,
@@ -207,22 +237,31 @@ _STROKE_GRID = {
     "surrogate": [(s, lr) for s in (0.05, 0.1, 0.15) for lr in (1e-3, 3e-3)],
 }
 GRIDS: dict[str, dict[str, list[tuple[float, float]]]] = {
-    name: _DISC_GRID if name.startswith("discs") else _STROKE_GRID for name in TASKS
+    name: _DISC_GRID if name.startswith(("discs", "bars")) else _STROKE_GRID for name in TASKS
 }
 
 
 def train(
-    task_name: str, method: str, sigma: float, lr: float, renders: list[int], seed: int
+    task_name: str,
+    method: str,
+    sigma: float,
+    lr: float,
+    renders: list[int],
+    seed: int,
+    options: dict[str, float] | None = None,
 ) -> tuple[list[float], float]:
     """Held-out loss after each of ``renders`` renders (ascending), and the seconds spent
-    training (renders, estimator and encoder steps; building the task and scoring excluded)."""
+    training (renders, estimator and encoder steps; building the task and scoring excluded).
+    ``options`` go to the surrogate's :class:`BlackBox`."""
     torch.manual_seed(seed)
     torch.set_num_threads(1)
     task = TASKS[task_name](seed)
     train_rows = len(task.inputs) - task.held_out
     encoder = task.encoder(task.inputs.shape[1])
     optimizer = torch.optim.Adam(encoder.parameters(), lr=lr)
-    smoothed = LearnedSmoothing(task.render, task.params, task.targets.shape[1], sigma=sigma, seed=seed)
+    smoothed = BlackBox(
+        task.render, task.params, task.targets.shape[1], sigma=sigma, seed=seed, **(options or {})
+    )
 
     def loss(p: torch.Tensor, targets: torch.Tensor, render: Render = task.render) -> torch.Tensor:
         rendered = torch.as_tensor(render(p.detach().numpy()), dtype=torch.float32)
@@ -266,11 +305,13 @@ def main() -> None:
     parser.add_argument("--renders", type=int, nargs="+", default=[4000, 16000, 64000])
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--plot", metavar="PATH", help="PNG of the held-out loss against renders")
+    parser.add_argument("--option", nargs="*", default=[], metavar="NAME=VALUE", help="BlackBox options")
     args = parser.parse_args()
+    options = parse_options(args.option)
     renders, start = sorted(args.renders), time.perf_counter()
     settings = [(method, *setting) for method in METHODS for setting in GRIDS[args.task][method]]
     jobs = [
-        (args.task, *setting, renders, seed)
+        (args.task, *setting, renders, seed, options)
         for setting, seed in itertools.product(settings, range(args.seeds))
     ]
     with ProcessPoolExecutor(2) as pool:
@@ -297,6 +338,15 @@ def main() -> None:
     print(f"\n{time.perf_counter() - start:.0f} s on 2 cores")
     if args.plot:
         _plot(renders, settings, medians, args.plot)
+
+
+def parse_options(pairs: list[str]) -> dict[str, float]:
+    """``["fit_batch=64", "correction=0.5"]`` -> ``{"fit_batch": 64, "correction": 0.5}``."""
+    options = {}
+    for pair in pairs:
+        name, _, value = pair.partition("=")
+        options[name] = float(value) if any(c in value for c in ".e") else int(value)
+    return options
 
 
 def _rows(settings: list[tuple[str, float, float]], method: str) -> list[int]:

@@ -11,12 +11,12 @@ import pytest
 import torch
 
 import zg_asktell._optimizer
-import zg_asktell.amortised
+import zg_asktell.torch
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
-@pytest.mark.parametrize("module", [zg_asktell._optimizer, zg_asktell.amortised])
+@pytest.mark.parametrize("module", [zg_asktell._optimizer, zg_asktell.torch])
 def test_docstring_examples_pass(module: object) -> None:
     result = doctest.testmod(module)  # type: ignore[arg-type]
     assert result.attempted > 0
