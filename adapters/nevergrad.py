@@ -22,7 +22,9 @@ where the parametrization's initial value is 0 and its mutation scale is 1 (see
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Mapping
+from numbers import Real
 from typing import Any
 
 import nevergrad.common.typing as ngtp
@@ -103,6 +105,22 @@ class ZeroGrads(base.Optimizer):  # type: ignore[misc]  # nevergrad is untyped
             )
         return self._core
 
+    def tell(
+        self,
+        candidate: p.Parameter,
+        loss: ngtp.Loss,
+        constraint_violation: ngtp.Loss | None = None,
+        penalty_style: ngtp.ArrayLike | None = None,
+    ) -> None:
+        """Nevergrad's ``tell``, where a loss of -inf is a failed evaluation like NaN and +inf.
+
+        Nevergrad clips NaN and +inf to a huge loss but keeps -inf, which would become its
+        best candidate and recommendation while the core counts it as failed.
+        """
+        if np.ndim(loss) == 0 and isinstance(loss, Real | np.ndarray) and float(loss) == -math.inf:
+            loss = math.nan
+        super().tell(candidate, loss, constraint_violation, penalty_style)
+
     def _internal_ask_candidate(self) -> p.Parameter:
         data = self.core.ask(1)[0]
         candidate = self.parametrization.spawn_child().set_standardized_data(data)
@@ -115,7 +133,10 @@ class ZeroGrads(base.Optimizer):  # type: ignore[misc]  # nevergrad is untyped
         data = self._asked_data.pop(candidate.uid, None)
         if data is None:
             data = candidate.get_standardized_data(reference=self.parametrization)
-        self.core.tell(data[None], [_core_loss(loss)])
+        with warnings.catch_warnings():
+            # Nevergrad keeps its own budget; asks it discarded (cheap constraints) are told on top
+            warnings.filterwarnings("ignore", "evaluations told past the budget", RuntimeWarning)
+            self.core.tell(data[None], [_core_loss(loss)])
 
     def _internal_provide_recommendation(self) -> np.ndarray | None:
         # "best": None lets Nevergrad return the best evaluated candidate itself (exact

@@ -124,12 +124,12 @@ for bad in (0, -3, 2.5, True, "10", np.nan):
             f"budget-{bad!r}",
         )
     )
-for bad in (-1, 1.5, True, "0"):
+for bad in (-1, 1.5, True, "0", 2**64, 2**70):
     CONSTRUCTOR_CASES.append(
         _case(
             lambda b=bad: ZeroGrads(X0, seed=b),
             ValueError,
-            r"seed=.* must be a non-negative integer or None",
+            r"seed=.* must be an integer in \[0, 2\*\*64\) or None",
             f"seed-{bad!r}",
         )
     )

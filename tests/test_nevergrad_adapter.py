@@ -401,3 +401,20 @@ def test_minimize_with_a_process_pool() -> None:
         recommendation = optimizer.minimize(sphere, executor=executor, batch_mode=False)
     assert optimizer.num_tell == 24
     assert recommendation.loss == sphere(recommendation.value)
+
+
+@pytest.mark.filterwarnings("ignore:Clipping very high value")
+@pytest.mark.parametrize("bad", [-math.inf, np.float64(-math.inf), np.array(-math.inf)])
+def test_minus_inf_is_a_failure_and_never_the_recommendation(bad: Any) -> None:
+    parametrization = ng.p.Array(shape=(2,))
+    parametrization.random_state.seed(0)
+    optimizer = ZeroGrads(parametrization, budget=32)
+    first = optimizer.ask()
+    optimizer.tell(first, bad)
+    for _ in range(15):
+        candidate = optimizer.ask()
+        optimizer.tell(candidate, sphere(candidate.value))
+    recommendation = optimizer.provide_recommendation()
+    assert optimizer.core.n_failed == 1
+    assert recommendation.loss == sphere(recommendation.value) > -math.inf
+    assert not np.array_equal(recommendation.value, first.value)

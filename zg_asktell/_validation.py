@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import math
+import warnings
+from collections.abc import Callable, Mapping, Sized
 
 import numpy as np
 import numpy.typing as npt
+import torch
 
 FloatArray = npt.NDArray[np.float64]
 ArrayLike = npt.ArrayLike
@@ -25,7 +28,13 @@ def losses_list(losses: object, n: int) -> list[float]:
             losses = [losses]
         else:
             raise TypeError(f"losses must be a sequence of {n} numbers (None for a failed evaluation)")
-    values = list(np.ravel(np.asarray(losses, dtype=object)))
+    array = np.asarray(losses, dtype=object)
+    if array.ndim != 1:
+        raise ValueError(
+            f"losses have shape {array.shape}: give one loss per row of X, a flat sequence of {n} "
+            "numbers (np.ravel them if they are one per row)"
+        )
+    values = list(array)
     if len(values) != n:
         raise ValueError(f"got {len(values)} losses for {n} candidates: pass exactly one loss per row of X")
     result = []
@@ -94,3 +103,86 @@ def initial_sigma(
     if not np.all(np.isfinite(array) & (array > 0)):
         raise ValueError("sigma must be positive and finite (the initial smoothing width)")
     return array
+
+
+def check_device(device: torch.device, name: str) -> None:
+    """Raise ``ValueError`` unless tensors on ``device`` hold data that can be read back."""
+    try:
+        torch.zeros(1, device=device).cpu()
+    except Exception as error:  # meta tensors, backends torch was built without...
+        raise ValueError(
+            f"device={name!r} cannot hold the optimizer's tensors ({type(error).__name__}: "
+            f"{str(error)[:120]}); use 'cpu' or a CUDA GPU such as 'cuda:0'"
+        ) from None
+
+
+class ToldKeys:
+    """Keys of the asked candidates told lately, the oldest forgotten beyond ``limit``."""
+
+    def __init__(self, limit: int) -> None:
+        self._keys: dict[bytes, None] = {}
+        self._limit = limit
+
+    def add(self, key: bytes) -> None:
+        self._keys[key] = None
+        if len(self._keys) > self._limit:
+            del self._keys[next(iter(self._keys))]
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._keys
+
+
+def check_tell(
+    points: FloatArray,
+    key: Callable[[FloatArray], bytes],
+    pending: Mapping[bytes, Sized],
+    told: ToldKeys,
+    lower: FloatArray | None,
+    upper: FloatArray | None,
+) -> None:
+    """Raise ``ValueError`` for a row told again or a never-asked row outside the bounds.
+
+    A row is an asked candidate while one with its key waits to be told; otherwise it is a
+    never-asked point (extra data), which must lie inside the bounds and must not repeat an
+    asked candidate already told (each asked candidate counts once).
+    """
+    waiting = {k: len(pending[k]) for k in {key(x) for x in points} if k in pending}
+    consumed: set[bytes] = set()
+    for i, x in enumerate(points):
+        k = key(x)
+        if waiting.get(k, 0) > 0:
+            waiting[k] -= 1
+            consumed.add(k)
+        elif k in told or k in consumed:
+            raise ValueError(
+                f"row {i} of X is a candidate that was already told: each asked candidate counts "
+                "once. Tell each row of ask() once (to average a noisy loss, tell the mean)"
+            )
+        else:
+            outside = np.zeros(x.shape, dtype=bool)
+            if lower is not None:
+                outside |= x < lower
+            if upper is not None:
+                outside |= x > upper
+            if outside.any():
+                j = int(np.argmax(outside))
+                raise ValueError(
+                    f"row {i} of X was never asked and lies outside the bounds (x[{j}]={x[j]}, "
+                    f"bounds [{_bound(lower, j, -np.inf)}, {_bound(upper, j, np.inf)}]): tell points "
+                    "inside [lower, upper] with their own loss"
+                )
+
+
+def _bound(bounds: FloatArray | None, j: int, default: float) -> float:
+    return default if bounds is None else float(bounds[j])
+
+
+def warn_past_budget(budget: int | None, told: int, telling: int) -> None:
+    """Warn when a tell takes the evaluations past ``budget`` (they are used all the same)."""
+    if budget is not None and told + telling > budget:
+        warnings.warn(
+            f"evaluations told past the budget of {budget}: they are used, at the final sigma and "
+            "step size; give a larger budget to plan a longer run",
+            RuntimeWarning,
+            stacklevel=3,
+        )

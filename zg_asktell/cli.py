@@ -277,26 +277,26 @@ def _ask(args: argparse.Namespace, program: list[str]) -> int:
                 file=sys.stderr,
             )
             return 0
-        folder = run.batch_dir(batch.index)
-        if not (folder / "batch.json").is_file():  # asking again rewrites nothing
-            folder.mkdir(parents=True, exist_ok=True)
+        about_path = run.batch_file(batch.index, "batch.json")
+        if not about_path.is_file():  # asking again rewrites nothing
+            about_path.parent.mkdir(parents=True, exist_ok=True)
             params = f"params.{run.params_format}"
-            write_params(folder / params, batch.X, run.params_format)
+            write_params(run.batch_file(batch.index, params), batch.X, run.params_format)
             about = {"batch": batch.index, "first": batch.first, "size": len(batch.X), "params": params}
-            replace_atomically(folder / "batch.json", lambda tmp: tmp.write_text(json.dumps(about) + "\n"))
+            replace_atomically(about_path, lambda tmp: tmp.write_text(json.dumps(about) + "\n"))
     print(batch.index)
     return 0
 
 
 def _tell(args: argparse.Namespace, program: list[str]) -> int:
     run = RunDir.open(args.dir)
-    losses_path = Path(args.losses) if args.losses else run.batch_dir(args.batch) / "losses.txt"
+    losses_path = Path(args.losses) if args.losses else run.batch_file(args.batch, "losses.txt")
     with run.lock(LOCK_WAIT):
         optimizer = run.load_optimizer()
         size, budget, upcoming = optimizer.config.batch_size, optimizer.budget or 0, _upcoming(optimizer)
         if 0 <= args.batch < upcoming:
             return _tell_again(run, args.batch, losses_path, size, budget)
-        if args.batch != upcoming or not (run.batch_dir(args.batch) / "batch.json").is_file():
+        if args.batch != upcoming or not run.batch_file(args.batch, "batch.json").is_file():
             raise ValueError(
                 f"batch {args.batch} was never asked; the next batch is {upcoming}: "
                 f"`{PROG} ask --dir {args.dir}` writes it"
@@ -353,7 +353,7 @@ def _status(args: argparse.Namespace, program: list[str]) -> int:
     size, budget, upcoming = optimizer.config.batch_size, optimizer.budget or 0, _upcoming(optimizer)
     if optimizer.evaluations >= budget:
         state = "done: the budget is spent"
-    elif (run.batch_dir(upcoming) / "batch.json").is_file():
+    elif run.batch_file(upcoming, "batch.json").is_file():
         state = f"batch {upcoming} is asked and waits for its losses"
     else:
         state = f"batch {upcoming} is next"
@@ -369,6 +369,8 @@ def _status(args: argparse.Namespace, program: list[str]) -> int:
         "failed": dict(sorted(Counter(item["status"] for item in finals if item["status"] != "ok").items())),
         "retried_attempts": len(records) - len(finals),
         "surrogate_explained": optimizer.surrogate_explained,
+        "sigma": float(np.median(optimizer.sigma)),
+        "step_size": float(np.median(optimizer.step_size)),
     }
     if args.json:
         print(json.dumps(info))
@@ -393,7 +395,7 @@ def _plot(args: argparse.Namespace, program: list[str]) -> int:
     ids = np.array([item["id"] for item in finals])
     losses = np.array([np.nan if item["loss"] is None else item["loss"] for item in finals])
     ok = np.isfinite(losses)
-    figure, (curve, path) = plt.subplots(1, 2, figsize=(12, 4.5))
+    figure, (curve, path, control) = plt.subplots(1, 3, figsize=(17, 4.5))
     curve.scatter(ids[ok], losses[ok], s=6, alpha=0.4, label="evaluation")
     curve.step(ids[ok], np.minimum.accumulate(losses[ok]), where="post", color="black", label="best so far")
     if (~ok).any():
@@ -409,6 +411,11 @@ def _plot(args: argparse.Namespace, program: list[str]) -> int:
         path.plot(ends, centres[:, coordinate], label=f"x[{coordinate}]")
     path.set(xlabel="evaluation", ylabel="value", title="parameter trajectory (batch means)")
     path.legend(fontsize="small")
+    history = run.load_optimizer().history
+    control.plot(history[:, 0], history[:, 1], label="sigma")
+    control.plot(history[:, 0], history[:, 2], label="step size")
+    control.set(xlabel="evaluation", ylabel="parameter units (median)", yscale="log", title="sigma and step")
+    control.legend(fontsize="small")
     figure.tight_layout()
     out = Path(args.out) if args.out else run.path / "plot.png"
     figure.savefig(out, dpi=100)

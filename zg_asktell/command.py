@@ -17,7 +17,7 @@ from typing import Literal
 import numpy as np
 import numpy.typing as npt
 
-from .runs import EvaluationFailed, check_format, parse_loss, write_params
+from .runs import EvaluationFailed, check_format, fresh_path, parse_loss, write_params
 
 LossSource = Literal["stdout", "file"]
 _RUNNING: set[subprocess.Popen[bytes]] = set()
@@ -70,11 +70,12 @@ class Command:
             raise ValueError(f"timeout={self.timeout!r} must be a positive number of seconds or None")
 
     def __call__(self, x: npt.ArrayLike) -> float:
-        if self.workdir is not None:
-            os.makedirs(self.workdir, exist_ok=True)
-        with tempfile.TemporaryDirectory(dir=self.workdir, prefix="zg-eval-") as scratch:
-            params = Path(scratch) / f"params.{self.params_format}"
-            loss_file = Path(scratch) / "loss.txt"
+        parent = Path(tempfile.gettempdir() if self.workdir is None else self.workdir)
+        parent.mkdir(parents=True, exist_ok=True)
+        scratch = fresh_path(parent, "zg-eval-", directory=True)  # the umask's permissions, as a run's files
+        try:
+            params = scratch / f"params.{self.params_format}"
+            loss_file = scratch / "loss.txt"
             write_params(params, np.asarray(x, dtype=np.float64), self.params_format)
             paths = {"{params}": str(params), "{loss}": str(loss_file)}
             # One pass: a path that itself contains "{loss}" or "{params}" is not replaced again.
@@ -92,6 +93,8 @@ class Command:
             if outcome.loss is None:
                 raise EvaluationFailed(outcome.status, outcome.reason or outcome.status)
             return outcome.loss
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)
 
     def _run(self, args: list[str], env: dict[str, str]) -> str:
         """Run the program in its own process group; its stdout, or EvaluationFailed."""

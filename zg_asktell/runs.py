@@ -12,7 +12,10 @@ Layout of a run directory ``RUN`` (see docs/external.md)::
 
 The checkpoint is written only after a whole batch is told, so resuming re-asks the open
 batch (the optimizer is deterministic given its state) and re-tells the evaluations the
-log already holds for it: nothing told is lost and nothing is told twice.
+log already holds for it: nothing told is lost and nothing is told twice. The checkpoint
+carries the run's id (from run.json) and a checksum; links inside the directory are refused.
+Files and directories are created with the permissions the umask allows (0644 and 0755
+under the usual umask 022).
 """
 
 from __future__ import annotations
@@ -22,8 +25,9 @@ import fcntl
 import json
 import math
 import os
+import re
+import secrets
 import shutil
-import tempfile
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -34,6 +38,7 @@ from typing import Any, BinaryIO, TextIO
 import numpy as np
 import numpy.typing as npt
 
+from ._checkpoint import read_state, write_state
 from ._config import ZeroGradsConfig, is_integer
 from ._optimizer import ZeroGrads
 
@@ -44,6 +49,8 @@ PARAM_FORMATS = ("csv", "json", "npy")
 # Statuses of an evaluation attempt; every one but "ok" is a failure.
 STATUSES = ("ok", "nonfinite", "output", "exit", "timeout", "error")
 _FAILED_WORDS = ("null", "none")  # text losses that mean "failed", besides nan and inf
+SETTINGS = ("x0", "sigma", "lower", "upper", "budget", "seed", "config")  # of run.json
+_RUN_ID = re.compile(r"[0-9a-f]{32}")
 
 
 class EvaluationFailed(Exception):
@@ -185,11 +192,23 @@ def read_losses(path: PathLike, count: int) -> list[Outcome]:
 
 
 # ----------------------------------------------------------------------- atomic writes
+def fresh_path(parent: Path, prefix: str, suffix: str = "", directory: bool = False) -> Path:
+    """Create a new, uniquely named file (or directory) in ``parent``.
+
+    Unlike ``tempfile`` (0600 and 0700), it gets the permissions the umask allows, as every
+    file of a run does.
+    """
+    path = parent / f"{prefix}{secrets.token_hex(8)}{suffix}"
+    if directory:
+        os.mkdir(path, 0o777)
+    else:
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+    return path
+
+
 def replace_atomically(path: Path, write: Callable[[Path], object]) -> None:
     """``write`` a temporary file next to ``path``, fsync it, rename it over ``path``."""
-    handle, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(handle)
-    tmp = Path(name)
+    tmp = fresh_path(path.parent, f".{path.name}.", ".tmp")
     try:
         write(tmp)
         _fsync(tmp)
@@ -305,29 +324,49 @@ class RunDir:
 
     def __init__(self, path: Path, meta: dict[str, Any]) -> None:
         self.path = path
+        self.run_id: str = meta["id"]
         self.settings: dict[str, Any] = meta["settings"]
         self.params_format: str = meta["params_format"]
         self._log: TextIO | None = None
+        self._locked = False
 
-    # paths
+    # paths: none may be a symbolic link
+    def inside(self, *parts: str) -> Path:
+        """``RUN/parts...``; ``ValueError`` when it or a folder on the way is a symbolic link.
+
+        Following one would read or write outside the run (a ``log.jsonl`` link overwrote
+        another file), so links are refused, not followed. The run directory itself may be one.
+        """
+        path = self.path
+        for part in parts:
+            path = path / part
+            if path.is_symlink():
+                raise ValueError(
+                    f"{str(path)!r} is a symbolic link; a run directory holds only its own files "
+                    "and folders, and zg-asktell does not follow links there: replace the link by "
+                    "what it points to, or remove it"
+                )
+        return path
+
     @property
     def state_path(self) -> Path:
-        return self.path / "state.pt"
+        return self.inside("state.pt")
 
     @property
     def log_path(self) -> Path:
-        return self.path / "log.jsonl"
+        return self.inside("log.jsonl")
 
     @property
     def work_dir(self) -> Path:
-        return self.path / "work"
+        return self.inside("work")
 
     @property
     def best_path(self) -> Path:
-        return self.path / f"best.{self.params_format}"
+        return self.inside(f"best.{self.params_format}")
 
-    def batch_dir(self, index: int) -> Path:
-        return self.path / "batches" / str(index)
+    def batch_file(self, index: int, name: str) -> Path:
+        """``RUN/batches/<index>/<name>`` (file protocol)."""
+        return self.inside("batches", str(index), name)
 
     # life cycle
     @classmethod
@@ -338,13 +377,19 @@ class RunDir:
             raise ValueError(
                 f"{str(path)!r} already exists: resume it (resume=True, --resume) or choose a new directory"
             )
-        meta = {"format": RUN_FORMAT, "settings": settings, "params_format": check_format(params_format)}
+        run_id = secrets.token_hex(16)
+        meta = {
+            "format": RUN_FORMAT,
+            "id": run_id,
+            "settings": settings,
+            "params_format": check_format(params_format),
+        }
         optimizer = optimizer_from(settings)
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.creating-"))
+        tmp = fresh_path(path.parent, f".{path.name}.creating-", directory=True)
         try:
             (tmp / "run.json").write_text(json.dumps(meta, indent=1) + "\n")
-            optimizer.save(tmp / "state.pt")
+            _save(tmp / "state.pt", optimizer, run_id)
             (tmp / "log.jsonl").touch()
             for name in ("run.json", "state.pt", "log.jsonl"):
                 _fsync(tmp / name)
@@ -361,7 +406,7 @@ class RunDir:
         """An existing run directory; a missing, foreign or corrupt one raises ``ValueError``."""
         path = Path(path)
         meta_path = path / "run.json"
-        if not meta_path.is_file():
+        if meta_path.is_symlink() or not meta_path.is_file():
             raise ValueError(
                 f"{str(path)!r} is not a zg-asktell run directory (no run.json); "
                 "create one with `zg-asktell init` or `zg-asktell run`"
@@ -376,10 +421,14 @@ class RunDir:
             not isinstance(meta, dict)
             or meta.get("format") != RUN_FORMAT
             or not isinstance(meta.get("settings"), dict)
+            or sorted(meta["settings"]) != sorted(SETTINGS)
             or meta.get("params_format") not in PARAM_FORMATS
+            or not isinstance(meta.get("id"), str)
+            or not _RUN_ID.fullmatch(meta["id"])
         ):
             raise ValueError(
-                f"{str(meta_path)!r} is not a zg-asktell run description (format {RUN_FORMAT!r})"
+                f"{str(meta_path)!r} is not a zg-asktell run description (format {RUN_FORMAT!r}: "
+                "format, id, settings and params_format)"
             )
         return cls(path, meta)
 
@@ -400,7 +449,7 @@ class RunDir:
 
         Taking it also clears what a killed writer left: temporary files and scratch dirs.
         """
-        with open(self.path / "lock", "a") as handle:
+        with open(self.inside("lock"), "a") as handle:
             deadline = time.monotonic() + wait
             while True:
                 try:
@@ -416,9 +465,11 @@ class RunDir:
             for stale in self.path.glob(".*.tmp"):
                 stale.unlink(missing_ok=True)
             shutil.rmtree(self.work_dir, ignore_errors=True)
+            self._locked = True
             try:
                 yield
             finally:
+                self._locked = False
                 if self._log is not None:
                     self._log.close()
                     self._log = None
@@ -426,26 +477,50 @@ class RunDir:
 
     # checkpoint
     def load_optimizer(self) -> ZeroGrads:
-        """The optimizer of the last checkpoint (loaded weights-only)."""
-        if not self.state_path.is_file():
-            raise ValueError(f"{str(self.state_path)!r} is missing: the run directory is incomplete")
-        return ZeroGrads.load(self.state_path)
+        """The optimizer of the last checkpoint (loaded weights-only, checksum and fields checked).
+
+        Under the lock it also rewrites ``best.<format>`` when it is missing or stale (a kill
+        between the checkpoint's rename and the best point's write leaves it behind).
+        """
+        path = self.state_path
+        if not path.is_file():
+            raise ValueError(f"{str(path)!r} is missing: the run directory is incomplete")
+        state = read_state(path)
+        optimizer = ZeroGrads.from_state_dict(state)  # checks that it is a whole, intact state
+        if state.get("run") != self.run_id:
+            raise ValueError(
+                f"{str(path)!r} belongs to another run (id {state.get('run')!r}; this run's is "
+                f"{self.run_id!r} in run.json): it was copied from another directory. Put this "
+                "run's state.pt back, or start a new run directory"
+            )
+        if self._locked:
+            self._write_best(optimizer)
+        return optimizer
 
     def checkpoint(self, optimizer: ZeroGrads) -> None:
         """Make the log durable, then replace the checkpoint and the best point atomically."""
         if self._log is not None:
             self._log.flush()
         _fsync(self.log_path)  # also what an earlier, killed process appended
-        replace_atomically(self.state_path, optimizer.save)
-        if optimizer.best_x is not None:
-            write_params(self.best_path, optimizer.best_x, self.params_format)
+        replace_atomically(self.state_path, lambda tmp: _save(tmp, optimizer, self.run_id))
+        self._write_best(optimizer)
+
+    def _write_best(self, optimizer: ZeroGrads) -> None:
+        best, path = optimizer.best_x, self.best_path
+        if best is None:
+            return
+        with contextlib.suppress(ValueError, OSError):
+            if np.array_equal(read_params(path), best):
+                return
+        write_params(path, best, self.params_format)
 
     # log
     def append(self, line: dict[str, Any]) -> None:
         """Append one record to the log and flush it (a torn last line is dropped first)."""
         if self._log is None:
-            _drop_torn_tail(self.log_path)
-            self._log = open(self.log_path, "a")
+            path = self.log_path
+            _drop_torn_tail(path)
+            self._log = os.fdopen(os.open(path, os.O_WRONLY | os.O_APPEND | os.O_NOFOLLOW), "a")
         self._log.write(json.dumps(line, allow_nan=False) + "\n")
         self._log.flush()
 
@@ -472,7 +547,18 @@ class RunDir:
         return found[::-1]
 
     def logged(self, batch: Batch) -> Logged:
-        """The batch's evaluations already in the log (each checked against the asked row)."""
+        """The batch's evaluations already in the log (each checked against the asked row).
+
+        The log never runs past the open batch: a record beyond it means the checkpoint is
+        older than the log, an error.
+        """
+        last = next(_reverse_lines(self.log_path), None)
+        if last is not None and _parse(last, "the last line")["id"] >= batch.first + len(batch.X):
+            raise ValueError(
+                f"the log of {str(self.path)!r} runs past the checkpoint, which is at evaluation "
+                f"{batch.first}: state.pt is older than log.jsonl (restored from a copy?). Put back "
+                "the state.pt of this log, or start a new run directory"
+            )
         result = Logged({}, {})
         for item in self.batch_records(batch.first, len(batch.X)):
             row = item["id"] - batch.first
@@ -488,6 +574,30 @@ class RunDir:
         return result
 
 
+def _save(path: Path, optimizer: ZeroGrads, run_id: str) -> None:
+    """The optimizer's checkpoint, tied to its run by the run's id (under the checksum)."""
+    write_state(path, {**optimizer.state_dict(), "run": run_id})
+
+
+# Each field of a log record and the test its value must pass.
+_FIELDS: dict[str, Callable[[Any], bool]] = {
+    "id": lambda v: is_integer(v) and v >= 0,
+    "batch": lambda v: is_integer(v) and v >= 0,
+    "attempt": lambda v: is_integer(v) and v >= 1,
+    "final": lambda v: isinstance(v, bool),
+    "status": lambda v: v in STATUSES,
+    "loss": lambda v: (
+        v is None or (isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v))
+    ),
+    "reason": lambda v: v is None or isinstance(v, str),
+    "seconds": lambda v: v is None or (isinstance(v, int | float) and not isinstance(v, bool)),
+    "time": lambda v: isinstance(v, str),
+    "x": lambda v: (
+        isinstance(v, list) and all(isinstance(e, int | float) and not isinstance(e, bool) for e in v)
+    ),
+}
+
+
 def _parse(line: bytes, where: str) -> dict[str, Any]:
     try:
         item = json.loads(line)
@@ -495,9 +605,20 @@ def _parse(line: bytes, where: str) -> dict[str, Any]:
         raise ValueError(
             f"{where} of the run log is not valid JSON ({error}): the log was edited or corrupted"
         ) from error
-    if not isinstance(item, dict) or not is_integer(item.get("id")):
+    if not isinstance(item, dict):
         raise ValueError(
             f"{where} of the run log is not an evaluation record: the log was edited or corrupted"
+        )
+    for field, valid in _FIELDS.items():
+        if field not in item or not valid(item[field]):
+            problem = "lacks" if field not in item else f"has an invalid {item[field]!r:.60} as"
+            raise ValueError(
+                f"{where} of the run log {problem} field {field!r}: the log was edited or corrupted"
+            )
+    if (item["status"] == "ok") != (item["loss"] is not None):
+        raise ValueError(
+            f"{where} of the run log has status {item['status']!r} with loss {item['loss']!r}: "
+            "the log was edited or corrupted"
         )
     return item
 
