@@ -2,7 +2,7 @@
 
 Hung objectives, runs in which everything fails, placeholders in paths, unreadable
 losses files, tampered run directories and checkpoints, and the messages of bad inputs.
-The soak test on a Dask cluster is in the slow suite (test_soak.py).
+The soak test on a Dask cluster is in the slow suite (test_dask.py).
 """
 
 from __future__ import annotations
