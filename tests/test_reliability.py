@@ -489,3 +489,18 @@ def test_losses_of_another_shape_are_refused(losses: Any) -> None:
 def test_a_device_without_data_is_refused() -> None:
     with pytest.raises(ValueError, match="device='meta' cannot hold the optimizer's tensors .*use 'cpu'"):
         core(device="meta")
+
+
+def test_the_file_protocol_says_when_every_evaluation_failed(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    d, folder = asked_batch(tmp_path, budget=8)
+    (folder / "losses.txt").write_text("nan\n" * 8)
+    capsys.readouterr()
+    assert main(["tell", *d, "0"]) == 0
+    assert "warning: every one of the 8 evaluations told so far failed" in capsys.readouterr().err
+    assert main(["status", *d, "--json"]) == 0
+    assert (
+        json.loads(capsys.readouterr().out)["state"]
+        == "done: the budget is spent, and every evaluation failed"
+    )

@@ -317,6 +317,12 @@ def _tell(args: argparse.Namespace, program: list[str]) -> int:
         f"batch {batch.index} told: {len(outcomes)} losses ({failed} failed); "
         f"{optimizer.evaluations}/{budget} evaluations, best loss {optimizer.best_loss:.10g}"
     )
+    if optimizer.n_failed == optimizer.evaluations:
+        print(
+            f"{PROG}: warning: every one of the {optimizer.evaluations} evaluations told so far failed; "
+            f"their reasons are in {run.log_path}: check the evaluation of one row by hand",
+            file=sys.stderr,
+        )
     return 0
 
 
@@ -353,6 +359,8 @@ def _status(args: argparse.Namespace, program: list[str]) -> int:
     size, budget, upcoming = optimizer.config.batch_size, optimizer.budget or 0, _upcoming(optimizer)
     if optimizer.evaluations >= budget:
         state = "done: the budget is spent"
+        if optimizer.n_failed == optimizer.evaluations:
+            state += ", and every evaluation failed"
     elif run.batch_file(upcoming, "batch.json").is_file():
         state = f"batch {upcoming} is asked and waits for its losses"
     else:
