@@ -1,8 +1,16 @@
 """zg_asktell: ask/tell optimization of non-differentiable black boxes (ZeroGrads)."""
 
 from ._config import PRESETS, ZeroGradsConfig, preset
-from ._minimize import MinimizeResult, minimize
+from ._minimize import FailedRunWarning, MinimizeResult, minimize
 from ._optimizer import ZeroGrads
 
-__all__ = ["PRESETS", "MinimizeResult", "ZeroGrads", "ZeroGradsConfig", "minimize", "preset"]
+__all__ = [
+    "PRESETS",
+    "FailedRunWarning",
+    "MinimizeResult",
+    "ZeroGrads",
+    "ZeroGradsConfig",
+    "minimize",
+    "preset",
+]
 __version__ = "0.1.0"
