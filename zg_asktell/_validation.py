@@ -81,14 +81,19 @@ def check_bounds(x0: FloatArray, lower: FloatArray | None, upper: FloatArray | N
     if lower is not None and upper is not None and np.any(lower >= upper):
         i = int(np.argmax(lower >= upper))
         raise ValueError(f"lower[{i}]={lower[i]} must be below upper[{i}]={upper[i]}")
-    outside = np.zeros(x0.shape, dtype=bool)
-    if lower is not None:
-        outside |= x0 < lower
-    if upper is not None:
-        outside |= x0 > upper
-    if outside.any():
-        i = int(np.argmax(outside))
+    i = first_outside(x0, lower, upper)
+    if i is not None:
         raise ValueError(f"x0[{i}]={x0[i]} lies outside the bounds; start inside [lower, upper]")
+
+
+def first_outside(x: FloatArray, lower: FloatArray | None, upper: FloatArray | None) -> int | None:
+    """The first coordinate of ``x`` outside ``[lower, upper]``, None if all are inside."""
+    outside = np.zeros(x.shape, dtype=bool)
+    if lower is not None:
+        outside |= x < lower
+    if upper is not None:
+        outside |= x > upper
+    return int(np.argmax(outside)) if outside.any() else None
 
 
 def initial_sigma(
@@ -158,19 +163,12 @@ def check_tell(
                 f"row {i} of X is a candidate that was already told: each asked candidate counts "
                 "once. Tell each row of ask() once (to average a noisy loss, tell the mean)"
             )
-        else:
-            outside = np.zeros(x.shape, dtype=bool)
-            if lower is not None:
-                outside |= x < lower
-            if upper is not None:
-                outside |= x > upper
-            if outside.any():
-                j = int(np.argmax(outside))
-                raise ValueError(
-                    f"row {i} of X was never asked and lies outside the bounds (x[{j}]={x[j]}, "
-                    f"bounds [{_bound(lower, j, -np.inf)}, {_bound(upper, j, np.inf)}]): tell points "
-                    "inside [lower, upper] with their own loss"
-                )
+        elif (j := first_outside(x, lower, upper)) is not None:
+            raise ValueError(
+                f"row {i} of X was never asked and lies outside the bounds (x[{j}]={x[j]}, "
+                f"bounds [{_bound(lower, j, -np.inf)}, {_bound(upper, j, np.inf)}]): tell points "
+                "inside [lower, upper] with their own loss"
+            )
 
 
 def _bound(bounds: FloatArray | None, j: int, default: float) -> float:
