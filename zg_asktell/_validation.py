@@ -81,9 +81,9 @@ def check_bounds(x0: FloatArray, lower: FloatArray | None, upper: FloatArray | N
     if lower is not None and upper is not None and np.any(lower >= upper):
         i = int(np.argmax(lower >= upper))
         raise ValueError(f"lower[{i}]={lower[i]} must be below upper[{i}]={upper[i]}")
-    i = first_outside(x0, lower, upper)
-    if i is not None:
-        raise ValueError(f"x0[{i}]={x0[i]} lies outside the bounds; start inside [lower, upper]")
+    j = first_outside(x0, lower, upper)
+    if j is not None:
+        raise ValueError(f"x0[{j}]={x0[j]} lies outside the bounds; start inside [lower, upper]")
 
 
 def first_outside(x: FloatArray, lower: FloatArray | None, upper: FloatArray | None) -> int | None:
