@@ -69,7 +69,7 @@ def test_improves_on_mixed_parameters_and_reproduces_from_seed() -> None:
     assert all(isinstance(t.params["n"], int) for t in runs[0].trials)
     assert runs[0].best_value < 0.1 * start_loss()
     opt = runs[0].sampler.optimizer(runs[0])
-    assert opt is not None and opt.iteration >= 8 and opt.dim == 3
+    assert opt is not None and opt.iteration >= 5 and opt.dim == 3  # batches of 12
 
 
 def test_maximize_is_minimize_of_the_negated_value() -> None:
@@ -89,7 +89,7 @@ def test_threads_share_one_optimizer() -> None:
     ]
     assert len(handed) == len(set(handed)) >= 60  # no candidate handed out twice
     opt = sampler.optimizer(study)
-    assert opt is not None and opt.iteration >= 5
+    assert opt is not None and opt.iteration >= 4  # batches of 10
     assert study.best_value < 0.2 * start_loss()
 
 
@@ -194,7 +194,7 @@ def test_bad_options_raise(options: dict[str, Any], error: type[Exception], matc
         ZeroGradsSampler(**options)
 
 
-@pytest.mark.parametrize(("budget", "batch"), [(None, 8), (40, 4), (100, 8), (200, 16), (5000, 16)])
+@pytest.mark.parametrize(("budget", "batch"), [(None, 16), (20, 4), (40, 6), (60, 10), (100, 16), (5000, 16)])
 def test_batch_fits_the_budget(budget: int | None, batch: int) -> None:
     assert ZeroGradsSampler(budget=budget).config.batch_size == batch
     assert ZeroGradsSampler(budget=budget, batch_size=6).config.batch_size == 6
@@ -227,7 +227,7 @@ WORKER = textwrap.dedent(
         lr = trial.suggest_float("lr", 1e-4, 1.0, log=True)
         return (x - 3.0) ** 2 + 0.1 * (n - 6) ** 2 + (math.log10(lr) + 3.0) ** 2
 
-    sampler = ZeroGradsSampler(seed=seed, budget=64)
+    sampler = ZeroGradsSampler(seed=seed, budget=64, batch_size=4)
     study = optuna.load_study(study_name="shared", storage=storage, sampler=sampler)
     study.optimize(objective, n_trials=32)
     """
