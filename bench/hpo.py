@@ -1,6 +1,7 @@
 """ZeroGrads's Optuna sampler against Optuna's TPE, CMA-ES and random sampling (docs/hpo.md).
 
-``python -m bench.hpo [--trials 100] [--seeds 5] [--problems NAME ...] [--variants] [--plot PATH]``
+``python -m bench.hpo [--trials 100] [--seeds 5] [--problems NAME ...] [--variants] [--nevergrad]
+[--plot PATH]``
 
 Three small problems an HPO user would recognise, each a seeded, deterministic function of
 its trial's parameters:
@@ -20,7 +21,10 @@ Each sampler gets ``--trials`` sequential trials per seed; the tables give the m
 over seeds of the best loss after a quarter, half and all of the trials, and the
 sampler's own time per trial (the study's time less the objective's). ZeroGrads is told
 the number of trials as its ``budget``. ``--variants`` adds ZeroGrads settings for small
-budgets (sigma, batch, preset ``es``).
+budgets (sigma, batch, preset ``es``). ``--nevergrad`` adds what Hydra's Nevergrad sweeper
+and Ray Tune's ``NevergradSearch`` run: Nevergrad's registry optimizers (ZeroGrads,
+``NGOpt``, ``CMA``, ``RandomSearch``) on the parametrization Hydra's sweeper builds from
+the same bounds (``Scalar``, ``Log``, integer casting), one candidate at a time.
 """
 
 from __future__ import annotations
@@ -42,7 +46,7 @@ from optuna.samplers import BaseSampler, CmaEsSampler, RandomSampler, TPESampler
 from zg_asktell.adapters.optuna import ZeroGradsSampler
 
 FloatArray = npt.NDArray[np.float64]
-Objective = Callable[[optuna.Trial], float]
+Objective = Callable[[Any], float]  # of an optuna.Trial or FixedTrial
 
 EPOCHS = 2
 DAYS = 365
@@ -192,6 +196,16 @@ VARIANTS: dict[str, Callable[[int, int], BaseSampler]] = {
 }
 
 
+# What Hydra's sweeper and Ray Tune run (--nevergrad): Nevergrad registry names, options.
+NEVERGRAD: dict[str, tuple[str, dict[str, Any]]] = {
+    "ng ZeroGrads": ("ZeroGrads", {}),
+    "ng ZeroGrads batch 16": ("ZeroGrads", {"batch_size": 16}),
+    "ng NGOpt": ("NGOpt", {}),
+    "ng CMA": ("CMA", {}),
+    "ng random": ("RandomSearch", {}),
+}
+
+
 @dataclass(frozen=True)
 class Run:
     problem: str
@@ -235,12 +249,59 @@ def run(problem: str, sampler: str, seed: int, trials: int) -> Run:
     """One study; the best-so-far curve and the sampler's own time per trial."""
     torch.set_num_threads(1)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
+    if sampler in NEVERGRAD:
+        return _run_nevergrad(problem, sampler, seed, trials)
     timed = _Timed({**SAMPLERS, **VARIANTS}[sampler](seed, trials))
     study = optuna.create_study(sampler=timed)
     study.optimize(PROBLEMS[problem], n_trials=trials)
     values = [t.value if t.value is not None else math.inf for t in study.trials]
-    best = np.minimum.accumulate(values).tolist()
-    return Run(problem, sampler, seed, best, 1e3 * timed.seconds / trials)
+    return Run(problem, sampler, seed, np.minimum.accumulate(values).tolist(), 1e3 * timed.seconds / trials)
+
+
+def _nevergrad_space(problem: str) -> tuple[Any, dict[str, Any]]:
+    """The problem's bounds as Hydra's Nevergrad sweeper builds them, and the distributions."""
+    import nevergrad as ng
+
+    probe = optuna.create_study(sampler=RandomSampler(seed=0))
+    probe.optimize(PROBLEMS[problem], n_trials=1)
+    distributions: dict[str, Any] = probe.trials[0].distributions
+    params = {}
+    for name, d in distributions.items():
+        scalar = (ng.p.Log if d.log else ng.p.Scalar)(lower=d.low, upper=d.high)
+        if isinstance(d, optuna.distributions.IntDistribution):
+            scalar.set_integer_casting()
+        params[name] = scalar
+    return ng.p.Dict(**params), distributions
+
+
+def _run_nevergrad(problem: str, name: str, seed: int, trials: int) -> Run:
+    import nevergrad as ng
+    from zg_asktell.adapters.nevergrad import ParametrizedZeroGrads  # registers "ZeroGrads"
+
+    parametrization, distributions = _nevergrad_space(problem)
+    parametrization.random_state.seed(seed)
+    registered, options = NEVERGRAD[name]
+    family = ParametrizedZeroGrads(options=options) if options else ng.optimizers.registry[registered]
+    optimizer = family(parametrization=parametrization, budget=trials)
+    values, seconds = [], 0.0
+    for _ in range(trials):
+        start = time.perf_counter()
+        candidate = optimizer.ask()
+        seconds += time.perf_counter() - start
+        params = {key: _on_step(distributions[key], value) for key, value in candidate.value.items()}
+        values.append(PROBLEMS[problem](optuna.trial.FixedTrial(params)))
+        start = time.perf_counter()
+        optimizer.tell(candidate, values[-1])
+        seconds += time.perf_counter() - start
+    return Run(problem, name, seed, np.minimum.accumulate(values).tolist(), 1e3 * seconds / trials)
+
+
+def _on_step(distribution: Any, value: Any) -> Any:
+    """An int parameter with a step rounded to it (Hydra's sweeper has no steps)."""
+    if isinstance(distribution, optuna.distributions.IntDistribution) and distribution.step > 1:
+        step, low = distribution.step, distribution.low
+        return int(min(distribution.high, low + round((value - low) / step) * step))
+    return value
 
 
 # ------------------------------------------------------------------------------- reports
@@ -273,7 +334,7 @@ def plot(path: str, runs: list[Run], problems: list[str]) -> None:
         own = [r for r in runs if r.problem == problem]
         for name in dict.fromkeys(r.sampler for r in own):
             curves = np.array([r.best for r in own if r.sampler == name])
-            style = "-" if name in SAMPLERS else ":"
+            style = "-" if name in SAMPLERS else "--" if name in NEVERGRAD else ":"
             axis.plot(np.arange(1, curves.shape[1] + 1), np.median(curves, axis=0), style, label=name)
         axis.set_title(problem)
         axis.set_xlabel("trials")
@@ -284,6 +345,15 @@ def plot(path: str, runs: list[Run], problems: list[str]) -> None:
     figure.savefig(path, dpi=110)
 
 
+def _warm_up() -> None:
+    """Import what a first update imports (torch's optimizers: seconds), outside the timings."""
+    from zg_asktell import ZeroGrads
+
+    opt = ZeroGrads(np.zeros(2), budget=4, batch_size=4, seed=0)
+    X = opt.ask()
+    opt.tell(X, [0.0, 1.0, 2.0, 3.0])
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -292,13 +362,20 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=5)
     parser.add_argument("--problems", nargs="+", default=list(PROBLEMS), choices=list(PROBLEMS))
     parser.add_argument("--variants", action="store_true", help="add ZeroGrads's small-budget settings")
+    parser.add_argument("--nevergrad", action="store_true", help="add Nevergrad's optimizers (Hydra, Ray)")
+    parser.add_argument("--only", nargs="+", default=None, help="run only these rows (e.g. 'TPE')")
     parser.add_argument("--jobs", type=int, default=1, help="worker processes")
     parser.add_argument("--plot", default=None, help="write the curves to this PNG")
     args = parser.parse_args()
-    samplers = list(SAMPLERS) + (list(VARIANTS) if args.variants else [])
+    samplers = [*SAMPLERS, *(VARIANTS if args.variants else []), *(NEVERGRAD if args.nevergrad else [])]
+    if args.only:
+        unknown = sorted(set(args.only) - {*SAMPLERS, *VARIANTS, *NEVERGRAD})
+        if unknown:
+            parser.error(f"unknown rows {unknown}; choose from {[*SAMPLERS, *VARIANTS, *NEVERGRAD]}")
+        samplers = args.only
     tasks = [(p, s, seed) for p in args.problems for s in samplers for seed in range(args.seeds)]
     start = time.perf_counter()
-    with ProcessPoolExecutor(args.jobs) as pool:
+    with ProcessPoolExecutor(args.jobs, initializer=_warm_up) as pool:
         runs = list(pool.map(run, *zip(*tasks), [args.trials] * len(tasks)))
     for problem in args.problems:
         print(table(problem, [r for r in runs if r.problem == problem], args.trials), end="\n\n")
