@@ -62,6 +62,7 @@ _MIN_UPDATES = 6
 _MIN_BATCH = 4
 _CACHE_SIZE = 4  # restored states kept per sampler
 _CLAIM_TRIES = 4  # candidates tried when other processes claim the same one
+_ROUNDING = 1e-9  # parameters this far outside the unit cube are inside it, rounded
 
 
 @dataclass
@@ -78,11 +79,17 @@ class _Space:
         self.fingerprint = hashlib.sha256(text.encode()).hexdigest()[:16]
 
     def point(self, trial: FrozenTrial) -> FloatArray | None:
-        """The trial's parameters in the unit cube, or None if it lacks one of ours."""
+        """The trial's parameters in the unit cube, or None if it lacks one of ours.
+
+        None too for values outside the distribution (an enqueued point Optuna accepted
+        with a warning): they are not in the optimizer's box.
+        """
         if any(trial.distributions.get(name) != d for name, d in self.distributions.items()):
             return None
         point: FloatArray = self.transform.transform(trial.params)
-        return point
+        if np.any(point < -_ROUNDING) or np.any(point > 1 + _ROUNDING):
+            return None
+        return np.clip(point, 0.0, 1.0)
 
 
 @dataclass

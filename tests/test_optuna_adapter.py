@@ -131,6 +131,19 @@ def test_enqueued_points_are_told_as_never_asked() -> None:
     assert opt.best_loss == pytest.approx(0.0)  # x=3, n=6, lr=1e-3 told as such
 
 
+def test_enqueued_points_outside_the_space_are_not_told() -> None:
+    sampler = ZeroGradsSampler(seed=0, batch_size=4)
+    study = optuna.create_study(sampler=sampler)
+    study.optimize(quadratic, n_trials=2)
+    study.enqueue_trial({"x": 7.0, "n": 6, "lr": 0.001})  # x above its range: Optuna warns
+    with pytest.warns(UserWarning, match="out of range"):
+        study.optimize(quadratic, n_trials=1)
+    study.optimize(quadratic, n_trials=9)
+    opt = sampler.optimizer(study)
+    assert opt is not None and opt.iteration >= 2
+    assert opt.state_dict()["counters"]["foreign"] == 1  # the first (random) trial only
+
+
 def test_categorical_parameters_go_to_the_independent_sampler() -> None:
     def objective(trial: Any) -> float:
         scale = trial.suggest_categorical("scale", [1.0, 2.0])
