@@ -31,13 +31,13 @@ The gradient with respect to each image's parameters is estimated, then back-pro
 through the encoder (exactly, by autograd):
 
 - ``es``: per image, one antithetic pair ``p +- sigma*eps`` (2 renders per image and step);
-- ``surrogate``: :class:`zg_asktell.torch.BlackBox` around the renderer with
-  ``correction=0``: one render per image at ``p + sigma*eps``; a warm-started MLP fitted
+- ``surrogate``: :class:`zg_asktell.torch.BlackBox` around the renderer, as shipped
+  (``correction=0``): one render per image at ``p + sigma*eps``; a warm-started MLP fitted
   online to the (parameters, rendered image) pairs of every image seen recently (a
   learned, Gaussian smoothed renderer shared by all images, no pre-training) supplies the
   gradient;
-- ``corrected``: ``BlackBox`` as shipped (``correction=1``): the surrogate's gradient plus
-  the one-sample ES estimate of what it did not predict, unbiased.
+- ``corrected``: ``BlackBox(correction=1)``: the surrogate's gradient plus the one-sample
+  ES estimate of what it did not predict, unbiased.
 
 All take Adam steps on the encoder; each method's step size and sigma are swept (the
 task's ``GRIDS``, or ``--settings``) and the table shows every setting; the score is the

@@ -4,10 +4,10 @@ Training a network whose output goes through a non-differentiable function (a re
 simulator) needs that function's gradient at every call. :class:`BlackBox` evaluates the
 function once per input row at a point jittered by ``sigma``, fits one warm-started MLP to
 the recent (input, output) pairs of every call (a Gaussian-smoothed surrogate shared by all
-calls) and returns the surrogate's prediction at the input. The gradient that flows back
-is the surrogate's, corrected by a per-row ES term on what the surrogate did not predict
-(a control variate, as the core's default does), so that its error cannot become a floor:
-see docs/torch.md.
+calls) and returns the surrogate's prediction at the input, whose gradient flows back.
+Optionally (``correction``) a per-row ES term on what the surrogate did not predict makes
+that gradient unbiased (a control variate, as the core's default): docs/torch.md has the
+measurements.
 """
 
 from __future__ import annotations
@@ -40,9 +40,10 @@ class BlackBox(nn.Module):
     The gradient is ``c J_h(x + sigma eps) + correction * (f(x + sigma eps) - h(x) - c
     (h(x + sigma eps) - h(x))) eps / sigma`` per row, with ``h`` the surrogate before it saw
     the row and ``c`` the running regression coefficient of fresh outputs on ``h``'s
-    predictions (clipped to [0, 1]). With ``correction=1`` it is unbiased for the smoothed
-    function's gradient whatever the surrogate's error; with 0 it is the surrogate's
-    gradient alone (lower variance, biased by the fit's error).
+    predictions (clipped to [0, 1]). With ``correction=0`` (the default) it is the
+    surrogate's gradient alone (low variance, biased by the fit's error); with 1 it is
+    unbiased for the smoothed function's gradient whatever that error, at a variance that
+    measured worse up to 400,000 renders (docs/torch.md).
 
     Args:
         function: the black box, called with a float64 numpy array of jittered inputs;
@@ -82,7 +83,7 @@ class BlackBox(nn.Module):
         out_dim: int,
         *,
         sigma: float = 0.1,
-        correction: float = 1.0,
+        correction: float = 0.0,
         width: int = 256,
         layers: int = 2,
         frequencies: int = 4,
