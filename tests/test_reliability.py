@@ -133,7 +133,10 @@ def test_minimize_warns_when_every_evaluation_failed(tmp_path: Path) -> None:
 
 
 def test_a_run_where_some_evaluations_failed_does_not_warn(recwarn: pytest.WarningsRecorder) -> None:
-    minimize(lambda x: staircase(x) if x[0] > 0 else None, X0, budget=12, progress=False, **SMALL)
+    result = minimize(
+        lambda x: staircase(x) if x[0] > -1 else None, X0, budget=12, seed=0, progress=False, **SMALL
+    )
+    assert 0 < result.n_failed < 12
     assert not [w for w in recwarn if "evaluations failed" in str(w.message)]
 
 
@@ -504,3 +507,16 @@ def test_the_file_protocol_says_when_every_evaluation_failed(
         json.loads(capsys.readouterr().out)["state"]
         == "done: the budget is spent, and every evaluation failed"
     )
+
+
+class Interrupt(BaseException):
+    """Stands for Ctrl-C inside the objective."""
+
+
+def interrupted(x: np.ndarray) -> float:
+    raise Interrupt
+
+
+def test_a_base_exception_in_a_timed_objective_goes_on_as_without_a_timeout() -> None:
+    with pytest.raises(Interrupt):
+        minimize(interrupted, X0, budget=6, timeout=5.0, progress=False, **SMALL)

@@ -274,31 +274,58 @@ class _Evaluation:
         """The outcome of ``fn(x)``; ``tag`` (evaluation id, attempt) only keeps submissions distinct."""
         if self.timeout is None:
             return _attempt(self.fn, x)
-        results: list[Outcome] = []
-        thread = threading.Thread(
-            target=_run_abandonable, args=(self.fn, x, results), name="zg-asktell evaluation", daemon=True
-        )
+        call = _Call(self.fn, x)
+        thread = threading.Thread(target=call.run, name="zg-asktell evaluation", daemon=True)
         thread.start()
         try:
             thread.join(self.timeout)
         finally:
-            if thread.is_alive():  # past the limit, or this thread interrupted: abandon the call
-                _raise_in(thread, Abandoned)
-        if results:
-            return results[0]
+            call.abandon(thread)  # past the limit, or this thread interrupted
+        if call.escaped is not None:  # a BaseException (KeyboardInterrupt...) goes on as without a timeout
+            raise call.escaped
+        if call.outcome is not None:
+            return call.outcome
         reason = f"no result after {self.timeout:g} s; the call was abandoned"
         return Outcome("timeout", reason=reason, seconds=self.timeout)
 
 
-def _run_abandonable(fn: Objective, x: FloatArray, results: list[Outcome]) -> None:
-    with contextlib.suppress(Abandoned):
-        results.append(_attempt(fn, x))
+class _Call:
+    """``fn(x)`` run in a thread that can be abandoned: its outcome, once it has one."""
 
+    def __init__(self, fn: Objective, x: FloatArray) -> None:
+        self.fn, self.x = fn, x
+        self.outcome: Outcome | None = None
+        self.escaped: BaseException | None = None
+        self._finished = False
+        self._lock = threading.Lock()  # held while finishing, and while abandoning
 
-def _raise_in(thread: threading.Thread, error: type[BaseException]) -> None:
-    """Raise ``error`` in ``thread`` at its next Python instruction (CPython's async exception)."""
-    assert thread.ident is not None
-    ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(thread.ident), ctypes.py_object(error))
+    def run(self) -> None:
+        with contextlib.suppress(Abandoned):  # also one that arrives while finishing
+            self._run()
+
+    def _run(self) -> None:
+        outcome, escaped = None, None
+        try:
+            outcome = _attempt(self.fn, self.x)
+        except Abandoned:
+            pass
+        except BaseException as error:  # handed to the waiting thread
+            escaped = error
+        finally:
+            with self._lock:
+                self.outcome, self.escaped, self._finished = outcome, escaped, True
+
+    def abandon(self, thread: threading.Thread) -> None:
+        """Raise :class:`Abandoned` in ``thread`` unless the call has finished.
+
+        Under the lock the thread cannot finish, so its id cannot pass to a new thread
+        before the exception is set (CPython's async exception, at its next instruction).
+        """
+        with self._lock:
+            if not self._finished and thread.ident is not None:
+                ctypes.pythonapi.PyThreadState_SetAsyncExc(
+                    ctypes.c_ulong(thread.ident), ctypes.py_object(Abandoned)
+                )
 
 
 def _attempt(fn: Objective, x: FloatArray) -> Outcome:
