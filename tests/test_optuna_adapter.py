@@ -67,9 +67,12 @@ def test_improves_on_mixed_parameters_and_reproduces_from_seed() -> None:
     assert params_of(runs[0]) == params_of(runs[1])
     assert params_of(runs[0]) != params_of(runs[2])
     assert all(isinstance(t.params["n"], int) for t in runs[0].trials)
-    assert runs[0].best_value < 0.1 * start_loss()
+    assert runs[0].best_value < 0.25 * start_loss()
     opt = runs[0].sampler.optimizer(runs[0])
     assert opt is not None and opt.iteration >= 5 and opt.dim == 3  # batches of 12
+    # theta moved towards the optimum; cube coordinates in the space's order: lr, n, x
+    optimum = np.array([0.25, 16.5 / 21, 0.8])
+    assert np.linalg.norm(opt.theta - optimum) < 0.9 * np.linalg.norm(0.5 - optimum)
 
 
 def test_maximize_is_minimize_of_the_negated_value() -> None:
