@@ -75,6 +75,20 @@ def test_stroke_renderer_draws_hard_edged_ink_along_the_polyline() -> None:
     assert np.array_equal(strokes(diagonal + 1e-4), strokes(diagonal))  # flat almost everywhere
 
 
+def test_bar_renderer_draws_one_hard_edged_bar_whose_angle_wraps() -> None:
+    from bench.amortised import bars
+
+    p = np.array([[0.5, 0.5, 0.0, 0.5, 0.5, 1.0]])  # centred, horizontal, full ink
+    image = bars(p).reshape(24, 24)
+    assert set(np.unique(image)) == {0.0, 1.0} and image[12, 12] == 1 and image[0, 0] == 0
+    assert np.array_equal(bars(p + [1e-5, 1e-5, 1e-5, 1e-5, 1e-5, 0]), bars(p))  # flat in the geometry
+    assert bars(p * [1, 1, 1, 1, 1, 0]).max() == 0.3  # the ink scales the bar's value
+    turned = p.copy()
+    turned[0, 2] = 1.0  # 180 degrees: the same bar
+    np.testing.assert_array_equal(bars(turned), bars(p))
+    assert not np.array_equal(bars(p + [0, 0, 0.25, 0, 0, 0]), bars(p))  # 45 degrees differs
+
+
 @pytest.mark.parametrize("name", ["discs-mc", "strokes-mc"])
 def test_monte_carlo_tasks_render_noisy_images_that_average_to_their_scored_image(name: str) -> None:
     from bench.amortised import TASKS
