@@ -20,6 +20,7 @@ import base64
 import hashlib
 import io
 import json
+import math
 import os
 import threading
 from collections.abc import Sequence
@@ -255,7 +256,7 @@ class ZeroGradsSampler(BaseSampler):
         record = self._latest(trials, space.fingerprint) or self._first(space)
         points, losses, numbers = self._untold(study, trials, space, record)
         if len(points) >= self._config.batch_size:
-            record = self._update(record, trials, points, losses, numbers)
+            record = self._update(record, trials, space, points, losses, numbers)
         if record.number is None:
             if _RECORD in trial.system_attrs:  # the trial holds a state already (sampled twice)
                 return {}
@@ -344,9 +345,7 @@ class ZeroGradsSampler(BaseSampler):
             if not t.state.is_finished() or t.number in record.told:
                 continue
             numbers.append(t.number)
-            point = _asked_point(t, space)
-            if point is None:
-                point = space.point(t)
+            point = _point(t, space)
             if point is None:
                 continue
             points.append(point)
@@ -358,16 +357,30 @@ class ZeroGradsSampler(BaseSampler):
         self,
         record: _Record,
         trials: list[FrozenTrial],
+        space: _Space,
         points: list[FloatArray],
         losses: list[float | None],
         numbers: list[int],
     ) -> _Record:
-        """Tell the finished trials to the record's optimizer: the next generation."""
+        """Tell the finished trials to the record's optimizer: the next generation.
+
+        The core counts each candidate once: trials given the same point (workers that
+        raced for it) are told as one row with the mean of their losses, and a point told
+        in an earlier update is not told again.
+        """
         core = zg_asktell.ZeroGrads.from_state_dict(record.state)
         handed = self._next_index(trials, record)
         if handed:
             core.ask(handed)  # the candidates handed out, so the told ones are known as asked
-        core.tell(np.stack(points), losses)
+        told = {_key(p) for t in trials if t.number in record.told and (p := _point(t, space)) is not None}
+        rows: dict[bytes, tuple[FloatArray, list[float]]] = {}
+        for point, loss in zip(points, losses):
+            if _key(point) not in told:
+                row = rows.setdefault(_key(point), (point, []))
+                row[1].extend([] if loss is None or not math.isfinite(loss) else [loss])
+        if rows:
+            X = np.stack([point for point, _ in rows.values()])
+            core.tell(X, [float(np.mean(values)) if values else None for _, values in rows.values()])
         return _Record(record.lineage, record.generation + 1, core.state_dict(), record.told | set(numbers))
 
     def _write(self, study: Study, trial: FrozenTrial, record: _Record) -> None:
@@ -407,6 +420,17 @@ def _same_candidate(trial: FrozenTrial, tag: dict[str, Any]) -> bool:
     """The trial was given the point of ``tag`` (by any state of its search space)."""
     other = _tag(trial)
     return bool(other.get("lineage") == tag["lineage"] and other.get("x") == tag["x"])
+
+
+def _point(trial: FrozenTrial, space: _Space) -> FloatArray | None:
+    """Where the trial was evaluated, in the cube: its candidate or its own parameters."""
+    point = _asked_point(trial, space)
+    return space.point(trial) if point is None else point
+
+
+def _key(point: FloatArray) -> bytes:
+    """The point as the core identifies candidates (float32 rounding)."""
+    return np.asarray(point, dtype=np.float32).tobytes()
 
 
 def _asked_point(trial: FrozenTrial, space: _Space) -> FloatArray | None:

@@ -134,6 +134,32 @@ def test_enqueued_points_are_told_as_never_asked() -> None:
     assert opt.best_loss == pytest.approx(0.0)  # x=3, n=6, lr=1e-3 told as such
 
 
+def test_a_candidate_evaluated_twice_is_told_once() -> None:
+    # what two workers that raced for one candidate leave in a shared study
+    sampler = ZeroGradsSampler(seed=0, batch_size=4)
+    study = optuna.create_study(sampler=sampler)
+    study.optimize(quadratic, n_trials=3)
+    original = study.trials[-1]
+
+    def twin() -> None:
+        trial = optuna.trial.create_trial(
+            params=original.params,
+            distributions=original.distributions,
+            value=original.value,
+            system_attrs={KEY: original.system_attrs[KEY]},
+        )
+        study.add_trial(trial)
+
+    twin()  # told in the same update as the original: one row
+    study.optimize(quadratic, n_trials=9)
+    twin()  # after the original was told: not told again
+    study.optimize(quadratic, n_trials=8)
+    opt = sampler.optimizer(study)
+    assert opt is not None and opt.iteration >= 4
+    counters = opt.state_dict()["counters"]
+    assert counters["told"] <= len(study.trials) - 2 and counters["failed"] == 0
+
+
 def test_enqueued_points_outside_the_space_are_not_told() -> None:
     sampler = ZeroGradsSampler(seed=0, batch_size=4)
     study = optuna.create_study(sampler=sampler)
