@@ -4,6 +4,8 @@ Importing this module registers in ``nevergrad.optimizers.registry``:
 
 ``"ZeroGrads"``
     :class:`ZeroGrads`, the ``"default"`` preset (a plain optimizer class).
+``"ZeroGradsSchedule"``
+    the default with the open-loop step and width of versions before 0.2 (preset ``"schedule"``).
 ``"ZeroGradsSurrogate"``
     the paper's design, Adam on the surrogate's gradient at theta (preset ``"surrogate"``).
 ``"ZeroGradsReference"``, ``"ZeroGradsReferenceHighDim"``
@@ -169,6 +171,7 @@ class ParametrizedZeroGrads(base.ConfiguredOptimizer):  # type: ignore[misc]
 
 #: Registered variant name -> preset.
 VARIANTS: dict[str, str] = {
+    "ZeroGradsSchedule": "schedule",
     "ZeroGradsSurrogate": "surrogate",
     "ZeroGradsReference": "reference",
     "ZeroGradsReferenceHighDim": "reference-highdim",

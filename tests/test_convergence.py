@@ -27,7 +27,9 @@ FAST_CASES: list[tuple[Callable[..., Problem], int, int, float]] = [
 ]
 SLOW_CASES: list[tuple[Callable[..., Problem], int, int, float]] = [
     (QuantizedQuadratic.make, 1000, 6000, 0.6),
-    (IntegerProgram.make, 1000, 6000, 0.6),
+    # The closed-loop step settles longer than the open-loop schedule's here: 0.56-0.68 of
+    # the start loss against its 0.28-0.30 (docs/benchmarks.md, "Robustness to the starting sigma").
+    (IntegerProgram.make, 1000, 6000, 0.75),
     (DiscRaster.make, 167, 6000, 0.35),  # 1002 parameters
 ]
 

@@ -42,3 +42,12 @@ def test_usage_learned_smoothing_example_trains_the_encoder() -> None:
     encoder = namespace["encoder"]
     assert isinstance(encoder, torch.nn.Linear) and encoder.weight.grad is not None
     assert float(encoder.weight.grad.abs().sum()) > 0
+
+
+def test_usage_adaptive_width_example_grows_sigma() -> None:
+    text = (ROOT / "docs" / "usage.md").read_text().split("## Step size and sampling width")[1]
+    block = re.search(r"```python\n(.*?)```", text, re.S)
+    assert block is not None
+    namespace: dict[str, object] = {}
+    exec(compile(block.group(1), "docs/usage.md", "exec"), namespace)  # asserts inside
+    assert namespace["opt"].history.shape == (60, 3)  # type: ignore[attr-defined]

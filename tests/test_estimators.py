@@ -128,7 +128,16 @@ def test_control_variate_ignores_points_it_never_asked(rows: list[int]) -> None:
 def test_first_loss_scale_is_adam_on_the_raw_es_gradient() -> None:
     from zg_asktell import ZeroGrads
 
-    opt = ZeroGrads(np.zeros(5), 1.0, seed=0, estimator="es", loss_scale="first", lr=0.1, dtype="float64")
+    opt = ZeroGrads(
+        np.zeros(5),
+        1.0,
+        seed=0,
+        estimator="es",
+        loss_scale="first",
+        lr=0.1,
+        dtype="float64",
+        control="schedule",
+    )
     m = v = np.zeros(5)
     theta, first_spread = np.zeros(5), None
     for step in range(1, 6):
@@ -168,14 +177,16 @@ def test_surrogate_width_follows_the_dimension_unless_set(
 def _first_step(dim: int, budget: int | None) -> float:
     from zg_asktell import ZeroGrads
 
-    opt = ZeroGrads(np.zeros(dim), 1.0, budget=budget, seed=0, estimator="es", dtype="float64")
+    opt = ZeroGrads(
+        np.zeros(dim), 1.0, budget=budget, seed=0, estimator="es", dtype="float64", control="schedule"
+    )
     X = opt.ask()
     opt.tell(X, X.sum(axis=1))  # a linear loss: Adam's first step is lr in every coordinate
     return float(np.median(np.abs(opt.theta)))
 
 
 @pytest.mark.parametrize("budget", [None, 3000])
-def test_default_step_shrinks_as_one_over_sqrt_dimension_beyond_3072(budget: int | None) -> None:
+def test_schedule_step_shrinks_as_one_over_sqrt_dimension_beyond_3072(budget: int | None) -> None:
     sigma_factor = 1.0 if budget is None else 0.2 ** (16 / budget)  # sigma after the first batch
     horizon = 0.1 if budget is None else 2.5 / np.sqrt(budget / 16)
     assert _first_step(1000, budget) == pytest.approx(horizon * sigma_factor, rel=1e-6)

@@ -12,6 +12,7 @@ import numpy as np
 Estimator = Literal["control-variate", "surrogate", "es"]
 NonFinitePolicy = Literal["worst", "drop"]
 LossScale = Literal["running", "first"]
+Control = Literal["adaptive", "schedule"]
 Recommendation = Literal["auto", "best", "mean"]
 
 
@@ -55,16 +56,22 @@ class ZeroGradsConfig:
             theta (the reference steps first and fits after). ``"control-variate"`` always
             predicts a batch before it fits on it.
         theta_steps: Adam steps on theta per update (k_theta); ``"surrogate"`` only.
-        lr: Adam step size on theta in units of the current sigma (normalised space);
-            ``None`` scales it to the horizon: ``2.5 / sqrt(budget / batch_size)`` clipped
-            to [0.02, 1] when the budget is known (docs/calibration.md), else 0.1; either
-            times ``sqrt(1 - gradient_averaging)`` and, above 3,072 variables, times
-            ``sqrt(3072 / d)``.
-        sigma_final: sigma at the end of the budget as a fraction of the initial sigma;
-            annealed geometrically over ``budget`` evaluations (held when no budget is given).
-        sigma_hold: fraction of the budget during which sigma is held at its start value
-            before the geometric anneal begins (PRDPT holds for half).
-        step_follows_sigma: scale the step size with the annealed sigma.
+        control: what sets the step and the sampling width: ``"adaptive"`` (closed loop:
+            both adapted from the losses told, the user's sigma only a first guess; no budget
+            needed) or ``"schedule"`` (the open-loop rule of earlier versions: sigma annealed
+            to ``sigma_final`` over the budget, the step from the horizon and dimension).
+            Rules and measurements: ``zg_asktell._control``, docs/benchmarks.md.
+        lr: Adam step size on theta in units of the current sigma (normalised space). With
+            ``control="adaptive"`` the starting step (``None``: 0.1), adapted from there;
+            with ``"schedule"`` the fixed step (``None``: ``2.5 / sqrt(budget / batch_size)``
+            clipped to [0.02, 1] when the budget is known, else 0.1; either times
+            ``sqrt(1 - gradient_averaging)`` and, above 3,072 variables, ``sqrt(3072 / d)``).
+        sigma_final: ``"schedule"`` only: sigma at the end of the budget as a fraction of the
+            initial sigma; annealed geometrically over ``budget`` evaluations (held when no
+            budget is given).
+        sigma_hold: ``"schedule"`` only: fraction of the budget during which sigma is held at
+            its start value before the geometric anneal begins (PRDPT holds for half).
+        step_follows_sigma: ``"schedule"`` only: scale the step size with the annealed sigma.
         loss_scale: what losses are divided by before the estimators see them: a
             ``"running"`` average of the batches' loss spread (Adam's step is then set by
             ``lr`` alone), or the ``"first"`` batch's spread, so Adam sees the raw loss and its
@@ -98,6 +105,7 @@ class ZeroGradsConfig:
     fit_steps: int = 3
     fit_before_step: bool = True
     theta_steps: int = 1
+    control: Control = "adaptive"
     lr: float | None = None
     sigma_final: float = 0.2
     sigma_hold: float = 0.0
@@ -122,6 +130,7 @@ class ZeroGradsConfig:
         _check_choice(self, "estimator", ("control-variate", "surrogate", "es"))
         _check_choice(self, "nonfinite_policy", ("worst", "drop"))
         _check_choice(self, "loss_scale", ("running", "first"))
+        _check_choice(self, "control", ("adaptive", "schedule"))
         _check_choice(self, "recommendation", ("auto", "best", "mean"))
         _check_choice(self, "dtype", ("float32", "float64"))
         if self.hidden_width is not None:
@@ -228,6 +237,7 @@ _REFERENCE = ZeroGradsConfig(
     zero_init_output=False,
     weight_decay=0.0,
     fit_before_step=False,
+    control="schedule",
     lr=0.003,
     sigma_final=1.0,
     step_follows_sigma=False,
@@ -237,14 +247,17 @@ PRESETS: dict[str, ZeroGradsConfig] = {
     # The library's default: ES with the surrogate as a control variate, the best surrogate
     # design measured (docs/surrogate.md, docs/calibration.md).
     "default": ZeroGradsConfig(),
-    # The paper's design: Adam on the surrogate's gradient at theta, our schedule and step.
+    # The default with the open-loop step and width of versions before 0.2 (the comparison
+    # that shows what the closed loop changes).
+    "schedule": ZeroGradsConfig(control="schedule"),
+    # The paper's design: Adam on the surrogate's gradient at theta, our step and width.
     "surrogate": ZeroGradsConfig(estimator="surrogate"),
     "reference": _REFERENCE,
     # The reference's high-dimensional network: 8 layers of 128 with L=6 encoding.
     "reference-highdim": _REFERENCE.replace(
         batch_size=20, hidden_width=128, hidden_layers=7, encoding_frequencies=6, lr_surrogate=1e-4, lr=0.004
     ),
-    # Plain antithetic ES with the default schedule and step: the surrogate's ablation.
+    # Plain antithetic ES with the default step and width: the surrogate's ablation.
     "es": ZeroGradsConfig(estimator="es"),
     # ES with a running average of its gradient (the low-pass filter the surrogate acts as).
     "es-averaged": ZeroGradsConfig(estimator="es", gradient_averaging=0.9),

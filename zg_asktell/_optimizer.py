@@ -15,22 +15,30 @@ import numpy as np
 import numpy.typing as npt
 import torch
 
+from ._checkpoint import check_state, read_state, write_state
 from ._config import ZeroGradsConfig, is_integer
+from ._control import Observation, make_controller
 from ._estimators import ControlVariateEstimator, ESEstimator, GradientEstimator, SurrogateEstimator
-from ._validation import as_vector, broadcast, check_bounds, initial_sigma, losses_list, numeric
+from ._targets import LossScaler, ties
+from ._validation import (
+    ToldKeys,
+    as_vector,
+    broadcast,
+    check_bounds,
+    check_device,
+    check_tell,
+    initial_sigma,
+    losses_list,
+    numeric,
+    warn_past_budget,
+)
 
 FloatArray = npt.NDArray[np.float64]
 ArrayLike = npt.ArrayLike
 STATE_FORMAT = "zg_asktell.ZeroGrads/1"
 _ADAM_BETAS = (0.9, 0.999)
 _ADAM_EPS = 1e-8
-_SCALE_RATE = 0.1  # running average rate of the loss spread used to scale targets
-# Horizon-scaled step (docs/calibration.md): the best ES step at 60, 190 and 625 updates
-# was about 0.4, 0.2 and 0.1 sigma, i.e. 2.5 / sqrt(updates).
-_HORIZON_LR, _MIN_LR, _MAX_LR, _DEFAULT_LR = 2.5, 0.02, 1.0, 0.1
-# The rule was calibrated up to this dimension; beyond it a batch's estimate is noisier and
-# the step shrinks as 1 / sqrt(d) (near the best fixed step at 10,000-30,000 variables).
-_CALIBRATED_DIM = 3072
+_BOX_FRACTION = 0.25  # the adaptive sigma stays below this fraction of the box's width
 _PENDING_LIMIT = 64  # batches: candidates asked longer ago and never told are forgotten
 _FOREIGN = 2**62  # order of never-asked points: after every asked one
 
@@ -97,8 +105,8 @@ class ZeroGrads:
         if budget is not None and (not is_integer(budget) or budget < 1):
             raise ValueError(f"budget={budget!r} must be a positive integer or None")
         self._budget = None if budget is None else int(budget)
-        if seed is not None and (not is_integer(seed) or seed < 0):
-            raise ValueError(f"seed={seed!r} must be a non-negative integer or None")
+        if seed is not None and (not is_integer(seed) or not 0 <= seed < 2**64):
+            raise ValueError(f"seed={seed!r} must be an integer in [0, 2**64) or None")
         self._generator = torch.Generator()
         if seed is None:
             self._generator.seed()
@@ -110,6 +118,7 @@ class ZeroGrads:
             raise ValueError(f"device={self._config.device!r} is not a torch device: {error}") from error
         if self._device.type == "cuda" and not torch.cuda.is_available():
             raise ValueError(f"device={self._config.device!r} but torch sees no CUDA GPU; use 'cpu'")
+        check_device(self._device, self._config.device)
         self._dtype = getattr(torch, self._config.dtype)
         self._np_dtype = np.dtype(self._config.dtype)  # of the stored samples
         self._z_lower = None if self._lower is None else (self._lower - self._x0) / self._scale
@@ -118,11 +127,16 @@ class ZeroGrads:
         self._adam_m = torch.zeros_like(self._theta)
         self._adam_v = torch.zeros_like(self._theta)
         self._gradient_average: torch.Tensor | None = None
+        self._last_step: torch.Tensor | None = None
+        self._history: list[tuple[float, float, float]] = []  # per update: told, sigma and lr factors
+        box = _max_sigma(self._scale, self._lower, self._upper)
+        self._control = make_controller(self._config, dim, self._budget, box)
+        self._targets = LossScaler(self._config.loss_scale)
         self._estimator = self._new_estimator()
         self._queue: list[tuple[FloatArray, _Sample]] = []
         self._pending: dict[bytes, list[_Sample]] = {}
+        self._told = ToldKeys(_PENDING_LIMIT * self._config.batch_size)  # asked and told: not again
         self._buffer: list[tuple[_Sample, float]] = []
-        self._loss_scale: float | None = None
         self._counters = {
             "asked": 0,
             "told": 0,
@@ -158,6 +172,20 @@ class ZeroGrads:
     def sigma(self) -> FloatArray:
         """Current smoothing width per coordinate in parameter units."""
         return self._scale * self._sigma_factor()
+
+    @property
+    def step_size(self) -> FloatArray:
+        """Current Adam step size per coordinate in parameter units (a step moves each
+        coordinate by about this much when its gradient's sign is steady, less on noise)."""
+        return self._scale * self._control.lr(self._counters["told"])
+
+    @property
+    def history(self) -> FloatArray:
+        """One row per update: evaluations told, then the sigma and the step size it left
+        (medians over coordinates, parameter units); shape (updates, 3)."""
+        rows: FloatArray = np.array(self._history, dtype=np.float64).reshape(-1, 3)
+        scaled: FloatArray = rows * np.array([1.0, *[float(np.median(self._scale))] * 2])
+        return scaled
 
     @property
     def iteration(self) -> int:
@@ -261,6 +289,8 @@ class ZeroGrads:
         if not np.all(np.isfinite(points)):
             raise ValueError("X contains NaN or inf: tell the candidates exactly as asked")
         values = losses_list(losses, len(points))
+        check_tell(points, _key, self._pending, self._told, self._lower, self._upper)
+        warn_past_budget(self._budget, self._counters["told"], len(points))
         for x, loss in zip(points, values):
             self._record(x, loss)
         with _torch_threads(self._config.threads):
@@ -276,24 +306,8 @@ class ZeroGrads:
         kind = ControlVariateEstimator if self._config.estimator == "control-variate" else SurrogateEstimator
         return kind(self.dim, self._config, self._generator, self._device, self._dtype)
 
-    def _base_lr(self) -> float:
-        if self._config.lr is not None:
-            return self._config.lr
-        # An averaged gradient is steadier, so Adam's normalised step is longer: the best
-        # es-averaged step (rho 0.9) was about a third of plain ES's (docs/calibration.md).
-        averaging = math.sqrt(1 - self._config.gradient_averaging)
-        dimension = min(1.0, math.sqrt(_CALIBRATED_DIM / self.dim))
-        if self._budget is None:
-            return averaging * dimension * _DEFAULT_LR
-        updates = max(1.0, self._budget / self._config.batch_size)
-        return averaging * dimension * min(_MAX_LR, max(_MIN_LR, _HORIZON_LR / math.sqrt(updates)))
-
     def _sigma_factor(self) -> float:
-        if self._budget is None:
-            return 1.0
-        hold = self._config.sigma_hold
-        progress = min(1.0, max(0.0, self._counters["told"] / self._budget - hold) / (1.0 - hold))
-        return float(self._config.sigma_final**progress)
+        return self._control.sigma(self._counters["told"])
 
     def _to_x(self, z: FloatArray) -> FloatArray:
         x = self._x0 + self._scale * z
@@ -348,6 +362,7 @@ class ZeroGrads:
         samples = self._pending.get(key)
         if samples:
             sample = samples.pop(0)
+            self._told.add(key)
             if not samples:
                 del self._pending[key]
         else:
@@ -379,33 +394,51 @@ class ZeroGrads:
         else:
             batch = [item for item, ok in zip(batch, finite) if ok]
             losses = losses[finite]
-        spread = float(losses.std())
-        if spread > 0 and (self._loss_scale is None or self._config.loss_scale == "running"):
-            self._loss_scale = (
-                spread
-                if self._loss_scale is None
-                else (1 - _SCALE_RATE) * self._loss_scale + _SCALE_RATE * spread
-            )
-        scale = self._loss_scale or 1.0
         inputs = self._tensor(np.stack([s.z for s, _ in batch]))
         offsets = self._tensor(np.stack([s.offset for s, _ in batch]))
         sigmas = self._tensor(np.array([s.sigma for s, _ in batch]))
-        targets = self._tensor((losses - losses.mean()) / scale)
+        targets = self._tensor(self._targets.targets(losses))
         fit_first = self._config.fit_before_step or self._config.estimator != "surrogate"
         if fit_first:
             self._estimator.fit(inputs, offsets, sigmas, targets)
-        for _ in range(self._config.theta_steps):
+        for step in range(self._config.theta_steps):
             gradient = self._estimator.gradient(self._theta)
             if not bool(torch.isfinite(gradient).all()):
                 # A diverged surrogate: start a fresh one rather than step on garbage.
                 self._estimator = self._new_estimator()
                 self._counters["resets"] += 1
                 break
+            if self._control.scaled_gradient:
+                gradient = gradient * self._sigma_factor()
+            if step == 0:
+                self._observe(losses, offsets, targets, gradient)
             self._adam_step(gradient)
         if not fit_first:
             self._estimator.fit(inputs, offsets, sigmas, targets)
         self._counters["updates"] += 1
+        told = self._counters["told"]
+        self._history.append((told, self._control.sigma(told), self._control.lr(told)))
         self._queue.clear()  # fresh candidates around the new theta
+
+    def _observe(
+        self,
+        losses: FloatArray,
+        offsets: torch.Tensor,
+        targets: torch.Tensor,
+        gradient: torch.Tensor,
+    ) -> None:
+        asked = ~torch.isnan(offsets[:, 0])
+        step = self._counters["adam_steps"]
+        spread = (self._adam_v / (1 - _ADAM_BETAS[1] ** step)).sqrt() if step else torch.zeros_like(gradient)
+        observation = Observation(
+            offsets=offsets[asked],
+            targets=targets[asked],
+            ties=ties(losses[asked.cpu().numpy()]),
+            gradient=gradient,
+            spread=spread,
+            last_step=self._last_step,
+        )
+        self._control.observe(observation)
 
     def _tensor(self, array: npt.NDArray[Any]) -> torch.Tensor:
         return torch.as_tensor(array, device=self._device, dtype=self._dtype)
@@ -423,11 +456,12 @@ class ZeroGrads:
         self._adam_v.mul_(beta2).addcmul_(gradient, gradient, value=1 - beta2)
         self._counters["adam_steps"] += 1
         step = self._counters["adam_steps"]
-        lr = self._base_lr() * (self._sigma_factor() if self._config.step_follows_sigma else 1.0)
+        lr = self._control.lr(self._counters["told"])
         m_hat = self._adam_m / (1 - beta1**step)
         v_hat = self._adam_v / (1 - beta2**step)
-        theta = self._theta - lr * m_hat / (v_hat.sqrt() + _ADAM_EPS)
-        self._theta = self._clip_z(theta)
+        theta = self._clip_z(self._theta - lr * m_hat / (v_hat.sqrt() + _ADAM_EPS))
+        self._last_step = theta - self._theta
+        self._theta = theta
 
     # -------------------------------------------------------------------- save/resume
     def state_dict(self) -> dict[str, Any]:
@@ -466,7 +500,10 @@ class ZeroGrads:
             "pending": samples([s for _, s in pending]),
             "buffer": samples([s for s, _ in self._buffer]),
             "buffer_losses": torch.tensor([loss for _, loss in self._buffer], dtype=torch.float64),
-            "loss_scale": self._loss_scale,
+            "targets": self._targets.state_dict(),
+            "control": self._control.state_dict(),
+            "last_step": None if self._last_step is None else self._last_step.cpu(),
+            "history": torch.tensor(self._history, dtype=torch.float64).reshape(-1, 3),
             "counters": dict(self._counters),
             "best_x": _tensor_or_none(self._best_x),
             "best_loss": self._best_loss,
@@ -480,6 +517,7 @@ class ZeroGrads:
                 f"not a ZeroGrads state (expected format {STATE_FORMAT!r}); "
                 "pass what ZeroGrads.state_dict() returned"
             )
+        check_state(state)
         if int(state["x0"].numel()) != self.dim:
             raise ValueError(
                 f"the state has dimension {int(state['x0'].numel())} but this optimizer has "
@@ -496,6 +534,7 @@ class ZeroGrads:
                 f"not a ZeroGrads state (expected format {STATE_FORMAT!r}); "
                 "pass what ZeroGrads.state_dict() returned"
             )
+        check_state(state)
         state = copy.deepcopy(state)  # the new optimizer must not share tensors with the caller
         config = ZeroGradsConfig.from_dict(state["config"])
         if device is not None:
@@ -520,7 +559,11 @@ class ZeroGrads:
         for key, sample in zip(state["pending_keys"], _unpack(state["pending"])):
             opt._pending.setdefault(key, []).append(sample)
         opt._buffer = list(zip(_unpack(state["buffer"]), state["buffer_losses"].tolist()))
-        opt._loss_scale = state["loss_scale"]
+        opt._targets.load_state_dict(state["targets"])
+        opt._control.load_state_dict(state["control"])
+        if state["last_step"] is not None:
+            opt._last_step = state["last_step"].to(opt._device, opt._dtype)
+        opt._history = [(told, sigma, lr) for told, sigma, lr in state["history"].tolist()]
         opt._counters = dict(state["counters"])
         opt._best_x = _array_or_none(state["best_x"])
         opt._best_loss = float(state["best_loss"])
@@ -528,18 +571,12 @@ class ZeroGrads:
 
     def save(self, path: str | os.PathLike[str]) -> None:
         """Write :meth:`state_dict` to ``path`` (a torch file that loads weights-only)."""
-        torch.save(self.state_dict(), path)
+        write_state(path, self.state_dict())
 
     @classmethod
     def load(cls, path: str | os.PathLike[str], device: str | None = None) -> ZeroGrads:
         """Resume from a file written by :meth:`save` (no arbitrary unpickling)."""
-        try:
-            state = torch.load(path, map_location="cpu", weights_only=True)
-        except FileNotFoundError:
-            raise
-        except Exception as error:
-            raise ValueError(f"{os.fspath(path)!r} is not a readable ZeroGrads save file: {error}") from error
-        return cls.from_state_dict(state, device=device)
+        return cls.from_state_dict(read_state(path), device=device)
 
 
 @contextmanager
@@ -581,6 +618,16 @@ def _unpack(tensors: dict[str, torch.Tensor]) -> list[_Sample]:
         _Sample(z.numpy().copy(), u.numpy().copy(), s, o)
         for z, u, s, o in zip(tensors["z"], tensors["offset"], sigmas, tensors["order"].tolist())
     ]
+
+
+def _max_sigma(scale: FloatArray, lower: FloatArray | None, upper: FloatArray | None) -> float:
+    """The widest sigma factor worth sampling: a quarter of the box's typical width (CMA-ES's
+    advice for a start; wider samples mostly land clipped on the box), inf without a box."""
+    if lower is None or upper is None:
+        return math.inf
+    widths = (upper - lower) / scale
+    finite = widths[np.isfinite(widths)]
+    return _BOX_FRACTION * float(np.median(finite)) if finite.size else math.inf
 
 
 def _key(x: FloatArray) -> bytes:

@@ -1,0 +1,132 @@
+"""The step-size and width controller: what it does on losses whose answer is known, exact
+resume, and the robust targets that keep penalty losses from ruining a run."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+
+import numpy as np
+import pytest
+import torch
+
+from zg_asktell import ZeroGrads
+from zg_asktell._control import utilities
+from zg_asktell._targets import LossScaler, ties
+
+
+def _run(opt: ZeroGrads, loss: Callable[[np.ndarray], float], updates: int) -> None:
+    for _ in range(updates):
+        X = opt.ask()
+        opt.tell(X, [loss(x) for x in X])
+
+
+def test_step_grows_while_steps_keep_paying() -> None:
+    opt = ZeroGrads(np.zeros(50), 1.0, seed=0, lr=0.01)
+    _run(opt, lambda x: float(np.sum(x)), 40)  # a slope: every step should have been longer
+    assert opt.history[-1, 2] > 5 * opt.history[0, 2]
+
+
+def test_step_shrinks_when_steps_stop_paying() -> None:
+    opt = ZeroGrads(np.zeros(50), 1.0, seed=0, lr=2.0)
+    _run(opt, lambda x: float(np.sum(x**2)), 40)  # at the minimum: every step overshoots
+    assert opt.history[-1, 2] < opt.history[0, 2] / 5
+
+
+def test_sigma_grows_on_a_plateau_and_stops_once_the_loss_changes() -> None:
+    opt = ZeroGrads(np.full(20, 0.3), 0.01, seed=0)
+    _run(opt, lambda x: float(np.sum(np.round(x) ** 2)), 60)  # steps 1 wide: sigma 0.01 sees none
+    sigmas = opt.history[:, 1]
+    assert sigmas[9] == pytest.approx(0.01 * np.exp(0.2 * 10), rel=1e-6)  # every pair tied
+    assert 0.1 < sigmas[-1] < 10.0
+    assert float(np.sum(np.round(opt.theta) ** 2)) == 0.0
+
+
+def test_sigma_shrinks_when_near_samples_rank_first() -> None:
+    opt = ZeroGrads(np.zeros(100), 1.0, seed=0)
+    _run(opt, lambda x: float(np.sum(x**2)), 40)  # at the minimum, the nearest samples win
+    assert opt.history[-1, 1] < 0.5
+
+
+def test_sigma_never_starts_wider_than_a_quarter_of_the_box() -> None:
+    opt = ZeroGrads(np.zeros(4), 10.0, lower=-1.0, upper=1.0, seed=0)
+    assert np.allclose(opt.sigma, 0.5)
+    assert np.allclose(ZeroGrads(np.zeros(4), 10.0, control="schedule", seed=0).sigma, 10.0)
+
+
+def test_no_budget_runs_do_not_stall_or_diverge() -> None:
+    opt = ZeroGrads(np.full(30, 2.0), 0.5, seed=1)  # anytime use: no budget, no schedule
+    _run(opt, lambda x: float(np.sum(np.round(4 * x) ** 2)), 300)
+    assert float(np.sum(np.round(4 * opt.theta) ** 2)) <= 2.0
+    assert np.all(np.isfinite(opt.history))
+
+
+def test_controller_state_resumes_exactly() -> None:
+    def loss(x: np.ndarray) -> float:
+        return float(np.sum(np.abs(np.round(3 * x) - 1)))
+
+    opt = ZeroGrads(np.zeros(12), 0.3, seed=4, budget=800)
+    _run(opt, loss, 20)
+    resumed = ZeroGrads.from_state_dict(opt.state_dict())
+    _run(opt, loss, 15)
+    _run(resumed, loss, 15)
+    np.testing.assert_array_equal(resumed.history, opt.history)
+    np.testing.assert_array_equal(resumed.theta, opt.theta)
+    np.testing.assert_array_equal(resumed.step_size, opt.step_size)
+
+
+def test_status_values_are_in_parameter_units() -> None:
+    opt = ZeroGrads(np.zeros(3), np.array([1.0, 2.0, 4.0]), seed=0, lr=0.1)
+    np.testing.assert_allclose(opt.step_size, [0.1, 0.2, 0.4])
+    assert opt.history.shape == (0, 3)
+
+
+def test_utilities_share_ties_and_sum_to_zero() -> None:
+    weights = utilities(torch.tensor([3.0, 1.0, 1.0, 7.0, 9.0, 11.0]))
+    assert float(weights.sum()) == pytest.approx(0.0, abs=1e-12)
+    assert float(weights[1]) == float(weights[2]) > float(weights[0]) > float(weights[3]) == float(weights[5])
+    assert torch.allclose(utilities(torch.full((6,), 2.0)), torch.zeros(6, dtype=torch.float64), atol=1e-15)
+
+
+@pytest.mark.parametrize(
+    ("losses", "share"),
+    [
+        ([2.0, 2.0, 2.0, 2.0, 2.0], 1.0),
+        ([1.0, 1.0, 2.0, 3.0, 4.0], 0.25),
+        ([1.0, 1.0, 2.0, 2.0, 3.0], 0.25),  # equal antithetic pairs of an even loss: not flat
+        ([1.0, 2.0, 3.0], 0.0),
+        ([5.0], 0.0),
+    ],
+)
+def test_ties_measure_how_flat_the_batch_is(losses: list[float], share: float) -> None:
+    assert ties(np.array(losses)) == share
+
+
+@pytest.mark.parametrize("penalty", [1e3, 1e10, 1e160, 1e300, sys.float_info.max, -1e308])
+def test_one_penalty_loss_does_not_ruin_the_run(penalty: float) -> None:
+    def bowl(x: np.ndarray) -> float:
+        return float(np.sum(np.round(4 * x) ** 2))
+
+    for seed in range(2):
+        opt = ZeroGrads(np.full(20, 1.0), 0.2, budget=2000, seed=seed)
+        while opt.evaluations < opt.budget:  # type: ignore[operator]
+            X = opt.ask()
+            losses = [bowl(x) for x in X]
+            if opt.evaluations == 32:
+                losses[5] = penalty  # an invalid configuration among the first 64 evaluations
+            opt.tell(X, losses)
+        assert bowl(opt.theta) == 0.0
+        assert opt.best_loss == min(penalty, 0.0)  # what was told is kept as told
+
+
+def test_penalties_are_clipped_and_do_not_set_the_running_spread() -> None:
+    scaler = LossScaler("running")
+    ordinary = np.array([1.0, 2.0, 3.0, 4.0])
+    scaler.targets(ordinary)
+    spread = scaler.scale
+    targets = scaler.targets(np.array([1.0, 2.0, 3.0, 1e308]))
+    assert np.all(np.isfinite(targets)) and targets.max() <= 5.0 + 1.0
+    scaler.targets(ordinary)
+    assert scaler.scale == spread
+    first = LossScaler("running").targets(np.array([2.0, 2.0, 2.0, 2.1, 1.9, 1e10]))
+    assert np.argmax(first) == 5 and first.max() < 6.0  # a first batch's outlier is clipped too

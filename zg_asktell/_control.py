@@ -1,0 +1,219 @@
+"""Step size and sampling width of ZeroGrads: the rule that sets both, one update at a time.
+
+:class:`ZeroGrads` asks its controller for the current ``sigma`` (the sampling width as a
+factor of the user's) and ``lr`` (the Adam step in normalised units, sigma included), and
+shows it one :class:`Observation` per update. Two rules ship:
+
+* :class:`Adaptive` (``control="adaptive"``, the default): closed loop, no budget needed.
+  The step grows while the gradient at the new point still points along the last step
+  (the step was too short) and shrinks when it points back (overshoot, or noise: an
+  automatic anneal). The width shrinks when the batch ranks its closer samples first
+  (curvature dominates the slope: the smoothing biases the gradient) and grows when
+  antithetic pairs tie (a plateau: the width is below the loss's steps).
+* :class:`Schedule` (``control="schedule"``): the open-loop rule of earlier versions:
+  sigma annealed geometrically over the budget, a step scaled to the horizon and dimension.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import torch
+from torch import Tensor
+
+from ._config import ZeroGradsConfig
+
+
+@dataclass(frozen=True)
+class Observation:
+    """What one update shows the controller (normalised space, sigma units).
+
+    Attributes:
+        offsets: (n, d) unit offsets of the update's asked rows, antithetic pairs adjacent.
+        targets: (n,) their scaled losses (lower is better).
+        ties: how flat the batch is: the share of its other rows sharing its most common
+            loss, in [0, 1] (1: every loss equal).
+        gradient: (d,) the update's gradient estimate in units of the current sigma.
+        spread: (d,) per-coordinate spread of recent gradients (Adam's ``sqrt(v_hat)``).
+        last_step: (d,) the previous update's change of theta, or None before any.
+    """
+
+    offsets: Tensor
+    targets: Tensor
+    ties: float
+    gradient: Tensor
+    spread: Tensor
+    last_step: Tensor | None
+
+
+class Controller(Protocol):
+    """Sets the sampling width and the step; ``ZeroGrads`` calls ``observe`` once per update."""
+
+    scaled_gradient: bool  # Adam sees the gradient in units of the current sigma
+
+    def sigma(self, told: int) -> float:
+        """Sampling width as a factor of the user's sigma, after ``told`` evaluations."""
+
+    def lr(self, told: int) -> float:
+        """Adam step size in normalised units (sigma included), after ``told`` evaluations."""
+
+    def observe(self, observation: Observation) -> None:
+        """Take in one update (before its step is taken)."""
+
+    def state_dict(self) -> dict[str, Any]: ...
+
+    def load_state_dict(self, state: dict[str, Any]) -> None: ...
+
+
+# Schedule (docs/calibration.md): the best ES step at 60, 190 and 625 updates was about 0.4,
+# 0.2 and 0.1 sigma, i.e. 2.5 / sqrt(updates); it was calibrated up to 3,072 variables and
+# shrinks as 1 / sqrt(d) beyond.
+_HORIZON_LR, _MIN_LR, _MAX_LR, _DEFAULT_LR = 2.5, 0.02, 1.0, 0.1
+_CALIBRATED_DIM = 3072
+
+
+class Schedule:
+    """Open loop: sigma annealed from 1 to ``sigma_final`` over the budget (after
+    ``sigma_hold`` of it), the step ``2.5 / sqrt(updates)`` clipped to [0.02, 1] (0.1 without
+    a budget), times ``sqrt(3072 / d)`` above 3,072 variables, times sigma when
+    ``step_follows_sigma``; an explicit ``lr`` replaces the rule. Adam sees the raw
+    gradient, as the rule was calibrated with."""
+
+    scaled_gradient = False
+
+    def __init__(self, config: ZeroGradsConfig, dim: int, budget: int | None) -> None:
+        self.config, self.budget = config, budget
+        if config.lr is not None:
+            self.base = config.lr
+        else:
+            # An averaged gradient is steadier, so Adam's normalised step is longer: the best
+            # es-averaged step (rho 0.9) was about a third of plain ES's.
+            averaging = math.sqrt(1 - config.gradient_averaging)
+            dimension = min(1.0, math.sqrt(_CALIBRATED_DIM / dim))
+            self.base = averaging * dimension * _horizon_lr(config, budget)
+
+    def sigma(self, told: int) -> float:
+        if self.budget is None:
+            return 1.0
+        hold = self.config.sigma_hold
+        progress = min(1.0, max(0.0, told / self.budget - hold) / (1.0 - hold))
+        return float(self.config.sigma_final**progress)
+
+    def lr(self, told: int) -> float:
+        return self.base * (self.sigma(told) if self.config.step_follows_sigma else 1.0)
+
+    def observe(self, observation: Observation) -> None:
+        pass
+
+    def state_dict(self) -> dict[str, Any]:
+        return {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        pass
+
+
+# Adaptive rule constants (docs/calibration.md, "closed loop"): chosen on part of the suite,
+# judged on the rest.
+_STEP_RATE = 0.05  # log-step change per update per unit of the normalised directional signal
+_STEP_SIGNAL_CLIP = 3.0  # the signal is N(0, 1) under pure noise: clipped against rare outliers
+_WIDTH_RATE = 0.1  # log-sigma change per update per unit of the ranking signal
+_PLATEAU_RATE = 0.2  # log-sigma growth per update when every pair ties
+_LOG_LR_RANGE = (math.log(1e-4), math.log(0.5))
+_LOG_SIGMA_RANGE = (math.log(1e-6), math.log(1e3))
+
+
+class Adaptive:
+    """Closed loop: the step from the sign of the new gradient along the last step, the
+    width from the batch's ranking of near and far samples and from plateaus.
+
+    Step: ``z = -g_t . s_{t-1} / sqrt(sum v_i s_i^2)`` is the directional derivative of the
+    smoothed loss at the new point along the last step ``s``, in units of its noise (a fresh
+    batch's estimate ``g_t`` is independent of the past step, so ``z`` is unbiased and N(0, 1)
+    on pure noise). ``log lr += rate * clip(z)``: longer while steps keep going downhill,
+    shorter on overshoot and as noise takes over near a minimum (hypergradient / Pflug).
+
+    Width: the rank-weighted excess of the samples' squared radii, ``sum_k w_k (|u_k|^2 - d) /
+    sqrt(2 d)`` with SNES's fitness-shaping weights, is negative when near samples rank first
+    (sigma too wide for the loss's curvature) and near zero on a slope or on noise; equal
+    losses across the batch (a plateau) add growth. ``log sigma += rate * signal + plateau_rate * ties``.
+    Adam sees the gradient in units of the current sigma, so its moments carry across
+    changes of width.
+    """
+
+    scaled_gradient = True
+
+    def __init__(self, config: ZeroGradsConfig, dim: int, budget: int | None, max_sigma: float) -> None:
+        self.dim = dim
+        self.log_lr = _clamp(math.log(config.lr or _horizon_lr(config, budget)), _LOG_LR_RANGE)
+        self.max_log_sigma = min(_LOG_SIGMA_RANGE[1], math.log(max_sigma))
+        self.log_sigma = min(0.0, self.max_log_sigma)  # the user's sigma, unless wider than the box allows
+
+    def sigma(self, told: int) -> float:
+        return math.exp(self.log_sigma)
+
+    def lr(self, told: int) -> float:
+        return math.exp(self.log_lr + self.log_sigma)
+
+    def observe(self, observation: Observation) -> None:
+        if observation.last_step is not None:
+            step = observation.last_step
+            noise = float(torch.sqrt(((observation.spread * step) ** 2).sum()))
+            if noise > 0:
+                signal = -float(observation.gradient @ step) / noise
+                clipped = max(-_STEP_SIGNAL_CLIP, min(_STEP_SIGNAL_CLIP, signal))
+                self.log_lr = _clamp(self.log_lr + _STEP_RATE * clipped, _LOG_LR_RANGE)
+        width = _WIDTH_RATE * _ranking_signal(observation.targets, observation.offsets, self.dim)
+        width += _PLATEAU_RATE * observation.ties
+        self.log_sigma = _clamp(self.log_sigma + width, (_LOG_SIGMA_RANGE[0], self.max_log_sigma))
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"log_lr": self.log_lr, "log_sigma": self.log_sigma}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.log_lr, self.log_sigma = float(state["log_lr"]), float(state["log_sigma"])
+
+
+def _horizon_lr(config: ZeroGradsConfig, budget: int | None) -> float:
+    """``2.5 / sqrt(updates)`` clipped to [0.02, 1] with a budget, else 0.1: the schedule's
+    step, and the adaptive step's start (a short budget cannot wait for it to grow)."""
+    if budget is None:
+        return _DEFAULT_LR
+    updates = max(1.0, budget / config.batch_size)
+    return min(_MAX_LR, max(_MIN_LR, _HORIZON_LR / math.sqrt(updates)))
+
+
+def _clamp(value: float, bounds: tuple[float, float]) -> float:
+    return min(bounds[1], max(bounds[0], value))
+
+
+def utilities(targets: Tensor) -> Tensor:
+    """SNES's fitness-shaping weights by rank (lowest target first), summing to zero; tied
+    targets share the mean weight of their ranks, so a batch of equal losses weighs nothing."""
+    n = len(targets)
+    ranks = torch.arange(1, n + 1, dtype=torch.float64)
+    raw = torch.clamp(math.log(n / 2 + 1) - torch.log(ranks), min=0.0)
+    weights = raw / raw.sum() - 1.0 / n
+    order = torch.argsort(targets.double().cpu(), stable=True)
+    ordered = targets.double().cpu()[order]
+    _, inverse = torch.unique_consecutive(ordered, return_inverse=True)
+    shared = torch.zeros(int(inverse.max()) + 1, dtype=torch.float64).index_add_(0, inverse, weights)
+    counts = torch.bincount(inverse).double()
+    result = torch.empty(n, dtype=torch.float64)
+    result[order] = (shared / counts)[inverse]
+    return result
+
+
+def _ranking_signal(targets: Tensor, offsets: Tensor, dim: int) -> float:
+    if len(targets) < 2:
+        return 0.0
+    radii = (offsets.double().cpu() ** 2).sum(1)
+    return float(utilities(targets) @ (radii - dim)) / math.sqrt(2 * dim)
+
+
+def make_controller(config: ZeroGradsConfig, dim: int, budget: int | None, max_sigma: float) -> Controller:
+    """The controller ``config.control`` names; ``max_sigma`` caps the adaptive width."""
+    if config.control == "schedule":
+        return Schedule(config, dim, budget)
+    return Adaptive(config, dim, budget, max_sigma)
