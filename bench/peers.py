@@ -269,6 +269,7 @@ class NevergradPeer:
 
 ZEROGRADS_PRESETS = {
     "ZeroGrads": "default",
+    "ZG-schedule": "schedule",
     "ZG-surrogate": "surrogate",
     "ZG-reference": "reference",
     "ZG-es": "es",

@@ -351,6 +351,47 @@ class AdditiveNoise(Problem):
         return self.base(x)
 
 
+@dataclass
+class Coco(Problem):
+    """A COCO/BBOB function (package ``coco-experiment``): loss = f(x) - f_opt.
+
+    Built on problems nobody here wrote, as held-out checks of constants chosen on the rest
+    of the suite: ``bbob-mixint`` (integer variables: plateaus) and ``bbob-largescale``.
+    """
+
+    suite: str = "bbob-mixint"
+    function: int = 1
+    optimum: float = 0.0
+    evaluate: Callable[[FloatArray], float] | None = field(repr=False, default=None)
+    owner: object = field(repr=False, default=None)  # the suite: its problems die with it
+
+    @classmethod
+    def make(cls, suite: str, function: int, dim: int) -> Coco:
+        try:
+            import cocoex
+        except ImportError:
+            raise SystemExit("COCO problems need coco-experiment: pip install coco-experiment") from None
+        options = f"function_indices: {function} dimensions: {dim} instance_indices: 1"
+        owner = cocoex.Suite(suite, "", options)
+        problem = owner[0]
+        short = suite.removeprefix("bbob-")
+        return cls(
+            name=f"{short}-f{function}-{dim}",
+            x0=np.asarray(problem.initial_solution, dtype=np.float64),
+            lower=np.asarray(problem.lower_bounds, dtype=np.float64),
+            upper=np.asarray(problem.upper_bounds, dtype=np.float64),
+            suite=suite,
+            function=function,
+            optimum=float(cocoex.BareProblem("bbob", function, dim, problem.id_instance).best_value()),
+            evaluate=problem,
+            owner=owner,
+        )
+
+    def __call__(self, x: npt.ArrayLike) -> float:
+        assert self.evaluate is not None
+        return float(self.evaluate(np.asarray(x, dtype=np.float64))) - self.optimum
+
+
 def _texture(dim: int, seed: int) -> PosterizedTexture:
     side = math.isqrt(dim // 3)
     if 3 * side * side != dim:
@@ -387,6 +428,11 @@ FAMILIES: dict[str, Family] = {
     "texture": Family(PosterizedTexture, _texture),
     "step-net": Family(StepNetwork, StepNetwork.make),
     "lander": Family(Lander, Lander.make),
+    # Held out (COCO): never used to choose a constant (docs/benchmarks.md, robustness).
+    "mixint-f1": Family(Coco, lambda dim, seed: Coco.make("bbob-mixint", 1, dim)),
+    "mixint-f10": Family(Coco, lambda dim, seed: Coco.make("bbob-mixint", 10, dim)),
+    "largescale-f8": Family(Coco, lambda dim, seed: Coco.make("bbob-largescale", 8, dim), smooth=True),
+    "largescale-f20": Family(Coco, lambda dim, seed: Coco.make("bbob-largescale", 20, dim), smooth=True),
 }
 
 

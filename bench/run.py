@@ -103,6 +103,7 @@ class Task:
     batch: int
     time_cap_s: float
     memory_cap_gb: float
+    sigma_scale: float = 1.0  # every optimizer starts at this multiple of the problem's sigma
 
     @property
     def instance(self) -> str:
@@ -256,7 +257,7 @@ def run_task(task: Task) -> RunResult:
     """One optimizer on one problem for one budget (in a worker process)."""
     result = RunResult(task)
     problem = make_problem(task.family, task.dim)
-    setting = Setting(problem, initial_sigma(problem), task.budget, task.batch, task.seed)
+    setting = Setting(problem, task.sigma_scale * initial_sigma(problem), task.budget, task.batch, task.seed)
     marks = checkpoints(task.budget, task.batch)
     memory = PeakMemory()
     try:

@@ -188,6 +188,7 @@ def test_run_console_script_with_sh_simulator(tmp_path: Path, capsys: pytest.Cap
     info = status(run, capsys)
     assert info["evaluations"] == 24 and info["state"] == "done: the budget is spent"
     assert 0.0 <= info["surrogate_explained"] <= 1.0  # the default estimator reports its share
+    assert info["sigma"] > 0 and info["step_size"] > 0  # the adapted width and step, parameter units
     best = np.loadtxt(run / "best.csv", delimiter=",")
     assert info["best_loss"] == min(item["loss"] for item in finals)
     assert any(item["x"] == best.tolist() for item in finals)

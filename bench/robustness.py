@@ -1,0 +1,159 @@
+"""Robustness to the user's sigma: ``python -m bench.robustness``.
+
+Every optimizer starts at the same multiple of each problem's reference sigma (a tenth of
+its box) and runs the same budget; the table gives each cell's median final loss over
+seeds, the default ZeroGrads' ratio to the best peer, and the figure the final loss against
+the sigma multiplier, one line per optimizer. Runs go through :func:`bench.run.execute`
+(one process per run, capped in time and memory, at most 2 at a time).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+
+from .peers import OPTIMIZERS, OURS
+from .problems import make_problem
+from .report import aggregate, machine, versions
+from .run import ROOT, THREAD_VARIABLES, RunResult, Task, _died, _load, execute, run_task
+
+DEFAULT = "ZeroGrads"
+TRAINING = ("quantized-quadratic:1000", "step-net:2410", "lander:1000")
+HELD_OUT = ("integer:1000", "texture:3072", "disc-raster:300", "mixint-f1:160", "mixint-f10:40")
+PEERS = ("sep-CMA", "SNES", "PRDPT", "ZG-es", "ZG-schedule")
+
+
+def build(args: argparse.Namespace) -> list[Task]:
+    tasks = []
+    for token in args.problems:
+        family, _, dim = token.partition(":")
+        make_problem(family, int(dim))  # fail early on an unknown family or dimension
+        for multiplier in args.multipliers:
+            for name in args.optimizers:
+                for seed in range(args.seeds):
+                    for budget in args.budgets:
+                        tasks.append(
+                            Task(family, int(dim), name, seed, budget, 16, args.time_cap, 4.0, multiplier)
+                        )
+    return sorted(tasks, key=lambda t: -t.budget * t.dim)
+
+
+def table(results: Sequence[RunResult], optimizers: Sequence[str]) -> str:
+    """One Markdown row per (problem, budget, multiplier): medians and the default's ratio."""
+    by_scale: dict[float, list[RunResult]] = {}
+    for result in results:
+        by_scale.setdefault(result.task.sigma_scale, []).append(result)
+    peers = [name for name in optimizers if name != DEFAULT]
+    lines = [
+        "| problem | budget | sigma x | " + " | ".join(optimizers) + " | default / best peer |",
+        "|---|---|---|" + "---|" * (len(optimizers) + 1),
+    ]
+    keys = sorted({(r.task.instance, r.task.budget) for r in results})
+    for instance, budget in keys:
+        for scale in sorted(by_scale):
+            cells = aggregate(by_scale[scale])
+            medians = {name: cells[(instance, budget, name)].median for name in optimizers}
+            known = [medians[name] for name in peers if medians[name] is not None]
+            best = min(known) if known else None  # type: ignore[type-var]
+            mine = medians.get(DEFAULT)
+            ratio = "-" if mine is None or not best else f"{mine / best:.2f}"
+            values = " | ".join("failed" if v is None else f"{v:.4g}" for v in medians.values())
+            lines.append(f"| {instance} | {budget} | {scale:g} | {values} | {ratio} |")
+    return "\n".join(lines)
+
+
+def _median(losses: list[float | None]) -> float:
+    finite = [loss for loss in losses if loss is not None]
+    return float(np.median(finite)) if finite else float("nan")
+
+
+def plot(results: Sequence[RunResult], optimizers: Sequence[str], out: Path) -> list[Path]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    paths = []
+    for instance, budget in sorted({(r.task.instance, r.task.budget) for r in results}):
+        figure, ax = plt.subplots(figsize=(5, 3.6))
+        for name in optimizers:
+            runs = [r for r in results if (r.task.instance, r.task.budget) == (instance, budget)]
+            runs = [r for r in runs if r.task.optimizer == name]
+            scales = sorted({r.task.sigma_scale for r in runs})
+            medians = [_median([r.loss for r in runs if r.task.sigma_scale == s]) for s in scales]
+            style = {"linewidth": 2.5, "color": "black"} if name == DEFAULT else {}
+            ax.plot(scales, medians, marker="o", label=name, **style)
+        ax.set(xscale="log", yscale="log", xlabel="sigma multiplier", ylabel="final loss (median)")
+        ax.set_title(f"{instance}, {budget} evaluations", fontsize=10)
+        ax.legend(fontsize=7)
+        path = out / f"robustness-{instance}-{budget}.png"
+        figure.savefig(path, dpi=90, bbox_inches="tight")
+        plt.close(figure)
+        paths.append(path)
+    return paths
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.robustness", description=__doc__.splitlines()[0])
+    parser.add_argument("--problems", nargs="+", default=[*TRAINING, *HELD_OUT], metavar="FAMILY:DIM")
+    parser.add_argument("--optimizers", nargs="+", default=[DEFAULT, *PEERS], choices=list(OPTIMIZERS))
+    parser.add_argument("--multipliers", nargs="+", type=float, default=[0.1, 0.3, 1.0, 3.0, 10.0])
+    parser.add_argument("--budgets", nargs="+", type=int, default=[3000])
+    parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--time-cap", type=float, default=1800.0)
+    parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "robustness")
+    parser.add_argument(
+        "--from-results",
+        nargs="+",
+        type=Path,
+        metavar="JSON",
+        help="re-render these results.json files instead of running (a later file's run replaces "
+        "an earlier one's of the same task: rerun one optimizer and merge)",
+    )
+    args = parser.parse_args(argv)
+    args.out.mkdir(parents=True, exist_ok=True)
+    if args.from_results:
+        merged = {}
+        for path in args.from_results:
+            merged.update({run.task: run for run in _load(path)[1]})
+        results = list(merged.values())
+    else:
+        import os
+
+        for variable in THREAD_VARIABLES:
+            os.environ[variable] = "1"
+        tasks = build(args)
+        clock = time.perf_counter()
+        finished = []
+
+        def done(result: RunResult) -> None:
+            finished.append(result)
+            print(f"{len(finished)}/{len(tasks)} runs", end="\r", file=sys.stderr, flush=True)
+
+        results = execute(run_task, tasks, 2, _died, done)
+        data = {
+            "command": "python -m bench.robustness " + " ".join(argv if argv is not None else sys.argv[1:]),
+            "machine": machine(),
+            "versions": versions(),
+            "wall_seconds": time.perf_counter() - clock,
+        }
+        runs = [asdict(r) for r in results]
+        (args.out / "results.json").write_text(json.dumps({**data, "runs": runs}, indent=1))
+    present = {r.task.optimizer for r in results}
+    names = [n for n in args.optimizers if n in OURS and n in present]
+    names += [n for n in args.optimizers if n not in OURS and n in present]
+    print(table(results, names))
+    figures = plot(results, names, args.out)
+    print(f"\nWrote {args.out / 'results.json'} and {len(figures)} figures")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
