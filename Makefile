@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-slow test-ray lint bench-quick bench clean
+.PHONY: demo test test-slow test-ray docs lint bench-quick bench clean
 
 $(STAMP): setup.cfg pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -29,6 +29,12 @@ test-ray: $(STAMP)
 	$(PY) -m pip install --quiet -e ".[ray]"
 	OMP_NUM_THREADS=1 $(PY) -m pytest -p no:xdist -m ray -q
 
+# The documentation site (Sphinx, MyST Markdown, furo): warnings are errors.
+docs: $(STAMP)
+	$(PY) -m pip install --quiet -e ".[docs]"
+	$(PY) -m sphinx -W --keep-going -q -b html docs docs/_build/html
+	@echo "docs/_build/html/index.html"
+
 lint: $(STAMP)
 	$(PY) -m ruff check .
 	$(PY) -m mypy
@@ -40,4 +46,4 @@ bench: $(STAMP)
 	$(PY) -m bench.run --preset full
 
 clean:
-	rm -rf $(VENV) build *.egg-info .pytest_cache .hypothesis .mypy_cache .ruff_cache
+	rm -rf $(VENV) build docs/_build *.egg-info .pytest_cache .hypothesis .mypy_cache .ruff_cache

@@ -181,8 +181,8 @@ class ZeroGrads:
 
     @property
     def history(self) -> FloatArray:
-        """One row per update: evaluations told, then the sigma and the step size it left
-        (medians over coordinates, parameter units); shape (updates, 3)."""
+        """One row per update (evaluations told, then the sigma and the step size it left,
+        as medians over coordinates in parameter units); shape (updates, 3)."""
         rows: FloatArray = np.array(self._history, dtype=np.float64).reshape(-1, 3)
         scaled: FloatArray = rows * np.array([1.0, *[float(np.median(self._scale))] * 2])
         return scaled

@@ -1,0 +1,48 @@
+"""Sphinx configuration of the zg_asktell documentation (built by ``make docs``)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import zg_asktell  # noqa: E402
+
+project = "zg_asktell"
+author = "zg_asktell developers"
+copyright = "2026, zg_asktell developers"  # noqa: A001
+release = zg_asktell.__version__
+version = release
+
+extensions = [
+    "myst_parser",
+    "sphinx.ext.autodoc",
+    "sphinx.ext.napoleon",
+    "sphinx.ext.mathjax",
+    "sphinx.ext.viewcode",
+]
+
+source_suffix = {".rst": "restructuredtext", ".md": "markdown"}
+root_doc = "index"
+exclude_patterns = ["_build", "Thumbs.db", ".DS_Store"]
+
+# Markdown: heading anchors so that `page.md#a-heading` links resolve, $...$ maths.
+myst_enable_extensions = ["dollarmath", "colon_fence"]
+myst_heading_anchors = 3
+
+# API reference from the Google-style docstrings, with the signatures' types.
+autodoc_default_options = {"members": True, "member-order": "bysource", "show-inheritance": False}
+autodoc_typehints = "description"
+autodoc_typehints_description_target = "documented_params"
+autodoc_class_signature = "separated"
+autodoc_preserve_defaults = True
+napoleon_google_docstring = True
+napoleon_numpy_docstring = False
+napoleon_use_rtype = False
+napoleon_attr_annotations = True
+
+html_theme = "furo"
+html_title = f"zg_asktell {release}"
+html_static_path: list[str] = []
