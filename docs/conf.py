@@ -27,6 +27,9 @@ extensions = [
 source_suffix = {".rst": "restructuredtext", ".md": "markdown"}
 root_doc = "index"
 exclude_patterns = ["_build", "Thumbs.db", ".DS_Store"]
+# A page added under docs/ but not yet listed in index.md's toctrees still builds (and is
+# found by search) instead of failing the strict build; list it there to put it in the menu.
+suppress_warnings = ["toc.not_included"]
 
 # Markdown: heading anchors so that `page.md#a-heading` links resolve, $...$ maths.
 myst_enable_extensions = ["dollarmath", "colon_fence"]
