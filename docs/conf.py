@@ -2,13 +2,7 @@
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-import zg_asktell  # noqa: E402
+import zg_asktell  # installed (editable) by `make docs`
 
 project = "zg_asktell"
 author = "zg_asktell developers"
