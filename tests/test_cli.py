@@ -9,7 +9,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import re
 import signal
 import subprocess
 import sys
@@ -371,21 +370,3 @@ def test_python_m_keeps_the_demo_command(capsys: pytest.CaptureFixture[str]) -> 
     with pytest.raises(SystemExit) as done:
         main(["demo", "--help"])
     assert done.value.code == 0 and "--discs" in capsys.readouterr().out
-
-
-@pytest.mark.slow
-def test_readme_examples_run(tmp_path: Path) -> None:
-    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
-    section = readme.split("## Loops around external programs")[1].split("\n## ")[0]
-    (python_block,) = re.findall(r"```python\n(.*?)```", section, re.S)
-    bash_blocks = re.findall(r"```bash\n(.*?)```", section, re.S)
-    assert len(bash_blocks) == 2
-    env = {**ENV, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{ENV['PATH']}"}
-    (tmp_path / "example.py").write_text(python_block)
-    for command in ([sys.executable, "example.py"], *(["bash", "-e", "-c", block] for block in bash_blocks)):
-        done = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
-        assert done.returncode == 0, done.stderr[-2000:]
-    for name, budget in (("zg-run-py", 2000), ("zg-run-cli", 2000), ("zg-run-files", 192)):
-        optimizer = ZeroGrads.load(tmp_path / name / "state.pt")
-        assert optimizer.evaluations == budget and optimizer.best_loss < 160  # 160: the loss at x0
-    assert (tmp_path / "zg-run-cli" / "plot.png").is_file()

@@ -86,3 +86,14 @@ def test_getting_started_minimize_and_command_line_examples_run(tmp_path: Path) 
         optimizer = ZeroGrads.load(tmp_path / name / "state.pt")
         assert optimizer.evaluations == budget and optimizer.best_loss < 160  # 160: the loss at x0
     assert (tmp_path / "zg-run-cli" / "plot.png").is_file()
+
+
+def test_readme_links_every_page_of_the_site_and_each_link_resolves() -> None:
+    readme = (ROOT / "README.md").read_text()
+    targets = set(re.findall(r"\]\((docs/[^)#]+)", readme))
+    missing = [target for target in sorted(targets) if not (ROOT / target).is_file()]
+    assert not missing, f"README links to files that do not exist: {missing}"
+    toctrees = re.findall(r"```\{toctree\}\n(.*?)```", (ROOT / "docs" / "index.md").read_text(), re.S)
+    pages = {f"docs/{line}.md" for tree in toctrees for line in tree.splitlines() if line and line[0] != ":"}
+    assert len(pages) > 10 and all((ROOT / page).is_file() for page in pages)
+    assert pages <= targets, f"README links no {sorted(pages - targets)}"
