@@ -46,4 +46,4 @@ bench: $(STAMP)
 	$(PY) -m bench.run --preset full
 
 clean:
-	rm -rf $(VENV) build docs/_build *.egg-info .pytest_cache .hypothesis .mypy_cache .ruff_cache
+	rm -rf $(VENV) build docs/_build docs/auto_examples docs/sg_execution_times.rst *.egg-info .pytest_cache .hypothesis .mypy_cache .ruff_cache
