@@ -4,9 +4,8 @@ The default against plain ES and a bad starting sigma
 
 A 200-variable staircase (the loss is flat between its steps, so its gradient is zero
 almost everywhere) minimised three ways from the same start: the default, the default
-started with a sigma 10x too small (it widens its sampling on the plateau and
-follows behind), and
-``preset("es")``, the same sampling and step without the surrogate.
+started with a sigma 10x too small (it widens its sampling on the plateau and follows
+behind), and ``preset("es")``, the same sampling and step without the surrogate.
 """
 
 import matplotlib.pyplot as plt
