@@ -114,13 +114,13 @@ class Schedule:
         pass
 
 
-# Adaptive rule constants (docs/calibration.md, "closed loop"): chosen on part of the suite,
-# judged on the rest.
+# Adaptive rule constants, chosen on part of the suite and judged on the rest
+# (docs/robustness.md, "How the constants were chosen").
 _STEP_RATE = 0.05  # log-step change per update per unit of the normalised directional signal
 _STEP_SIGNAL_CLIP = 3.0  # the signal is N(0, 1) under pure noise: clipped against rare outliers
 _WIDTH_RATE = 0.1  # log-sigma change per update per unit of the ranking signal
-_PLATEAU_RATE = 0.2  # log-sigma growth per update when every pair ties
-_LOG_LR_RANGE = (math.log(1e-4), math.log(0.5))
+_PLATEAU_RATE = 0.2  # log-sigma growth per update when every loss of the batch is equal
+_LOG_LR_RANGE = (math.log(1e-4), math.log(0.5))  # the step: at most half a sigma per coordinate
 _LOG_SIGMA_RANGE = (math.log(1e-6), math.log(1e3))
 
 
