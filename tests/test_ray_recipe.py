@@ -10,10 +10,8 @@ from pathlib import Path
 
 import pytest
 
-pytest.importorskip("ray.tune")
-
 DOCS = Path(__file__).resolve().parents[1] / "docs" / "hpo.md"
-pytestmark = pytest.mark.ray  # ~60 s: starts a local Ray instance
+pytestmark = pytest.mark.ray  # ~60 s: starts a local Ray instance; `make test-ray` installs Ray first
 
 
 def recipe() -> str:
