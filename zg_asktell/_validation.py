@@ -151,10 +151,10 @@ def check_tell(
     never-asked point (extra data), which must lie inside the bounds and must not repeat an
     asked candidate already told (each asked candidate counts once).
     """
-    waiting = {k: len(pending[k]) for k in {key(x) for x in points} if k in pending}
+    keys = [key(x) for x in points]
+    waiting = {k: len(pending[k]) for k in set(keys) if k in pending}
     consumed: set[bytes] = set()
-    for i, x in enumerate(points):
-        k = key(x)
+    for i, (x, k) in enumerate(zip(points, keys)):
         if waiting.get(k, 0) > 0:
             waiting[k] -= 1
             consumed.add(k)
