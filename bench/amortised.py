@@ -1,12 +1,12 @@
 """Amortisation: training a network through a non-differentiable renderer (docs/surrogate.md).
 
-``python -m bench.amortised [--task bars|discs|discs-mc|strokes|strokes-mc|vae-strokes-mc]
+``python -m bench.amortised [--task bars|discs|discs-mc|strokes|strokes-mc|vae-strokes|vae-strokes-mc]
 [--renders 4000 16000 64000] [--seeds 3] [--settings METHOD:SIGMA:STEP ...]
 [--option NAME=VALUE ...] [--plot PATH]``
 
 An encoder maps each target image to the parameters of a renderer with no useful gradient;
 the loss is the squared error between the image rendered from those parameters and the
-target. Six tasks:
+target. Seven tasks:
 
 - ``bars``: an MLP encoder (576-64-6) maps each 24x24 image of one hard-edged rotated bar
   to the bar's 6 parameters (``bars``); chosen, with its settings, before any tuning of the
@@ -23,9 +23,11 @@ target. Six tasks:
   upsampled to 16x16;
 - ``strokes-mc``: the same through a Monte Carlo stroke renderer (one random sample point
   per pixel and render), scored on the converged image;
-- ``vae-strokes-mc``: ``strokes-mc`` with a variational autoencoder (``StrokeVAE``: latent
+- ``vae-strokes``: ``strokes`` with a variational autoencoder (``StrokeVAE``: latent
   sampling and a KL term, as the paper's VAE experiment), scored with each image's mean
-  code.
+  code; ``examples/plot_stroke_vae.py`` trains it (the renderer, the digits and the VAE
+  live in :mod:`zg_asktell.scenes.strokes`);
+- ``vae-strokes-mc``: ``vae-strokes`` through the Monte Carlo stroke renderer.
 
 The gradient with respect to each image's parameters is estimated, then back-propagated
 through the encoder (exactly, by autograd):
@@ -61,13 +63,24 @@ import torch
 
 from bench.problems import SUBPIXEL_STRATA, MonteCarloRaster
 from zg_asktell.problems import DiscRaster
+from zg_asktell.scenes.strokes import (
+    HELD_OUT,
+    KL_WEIGHT,
+    PIXELS,
+    STROKE_POINTS,
+    Render,
+    StrokeVAE,
+    digits,
+    es_gradient,
+    image_loss,
+    standardised,
+    strokes,
+)
 from zg_asktell.torch import BlackBox
 
 BATCH = 32  # images per encoder step
-KL_WEIGHT = 1 / 256  # a VAE's KL term against the per-pixel mean squared error: per-pixel sums
 METHODS = ("es", "surrogate", "corrected")
 CORRECTION = {"surrogate": 0.0, "corrected": 1.0}
-Render = Callable[[np.ndarray], np.ndarray]  # (n, params) -> (n, pixels)
 
 
 @dataclass(frozen=True)
@@ -87,10 +100,6 @@ class Task:
         return self.inputs[rows], self.targets[rows]
 
 
-def _standardised(x: torch.Tensor, train: int) -> torch.Tensor:
-    return (x - x[:train].mean(0)) / (x[:train].std(0) + 0.1)
-
-
 def _row_images(image: Callable[[np.ndarray], np.ndarray]) -> Render:
     """A renderer of one parameter vector to one image, applied to each row, images flattened."""
     return lambda p: np.stack([image(q).ravel() for q in p])
@@ -105,7 +114,7 @@ def _disc_params(seed: int) -> np.ndarray:
 def _discs(seed: int) -> Task:
     render = _row_images(DiscRaster.make(1, seed=seed, size=16).render)
     images = torch.as_tensor(render(_disc_params(seed)), dtype=torch.float32)
-    return Task(render, _standardised(images, 1792), images, 256, lambda n: torch.nn.Linear(n, 6), 6)
+    return Task(render, standardised(images, 1792), images, 256, lambda n: torch.nn.Linear(n, 6), 6)
 
 
 def _discs_mc(seed: int) -> Task:
@@ -114,43 +123,19 @@ def _discs_mc(seed: int) -> Task:
     raster = MonteCarloRaster.noisy(1, samples=1, seed=seed, size=16)
     render, converged = _row_images(raster.sampled), _row_images(raster.converged)
     images = torch.as_tensor(converged(_disc_params(seed)), dtype=torch.float32)
-    inputs = _standardised(images, 1792)
+    inputs = standardised(images, 1792)
     return Task(render, inputs, images, 256, lambda n: torch.nn.Linear(n, 6), 6, converged)
 
 
-STROKE_POINTS, STROKE_SIZE, STROKE_RADIUS = 6, 16, 0.07
-_PIXELS = np.stack(np.meshgrid(*[np.arange(STROKE_SIZE)] * 2, indexing="ij"), -1).reshape(-1, 2)
-
-
-def strokes(points: np.ndarray, offsets: np.ndarray | None = None) -> np.ndarray:
-    """(n, 2 * STROKE_POINTS) control points in [0, 1]^2 -> (n, 256) images: a pixel is 1
-    where its sample point lies within STROKE_RADIUS of the polyline through the points,
-    else 0. The sample point is the pixel's centre, or ``offsets`` ((256, 2) or (n, 256, 2),
-    in [0, 1)) inside the pixel."""
-    p = np.asarray(points, dtype=np.float64).reshape(len(points), STROKE_POINTS, 1, 1, 2)
-    offsets = np.full((1, *_PIXELS.shape), 0.5) if offsets is None else offsets.reshape(-1, *_PIXELS.shape)
-    samples = ((_PIXELS + offsets) / STROKE_SIZE)[:, None, None]  # (n or 1, 1, 1, pixels, 2)
-    start, segment = p[:, :-1], p[:, 1:] - p[:, :-1]  # (n, segments, 1, 1, 2)
-    along = ((samples - start) * segment).sum(-1) / np.maximum((segment**2).sum(-1), 1e-12)
-    nearest = start + np.clip(along, 0, 1)[..., None] * segment
-    distance2 = ((nearest - samples) ** 2).sum(-1).min(1)  # (n, 1, pixels)
-    return np.asarray(distance2[:, 0] < STROKE_RADIUS**2, dtype=np.float64)
-
-
 def _strokes(seed: int) -> Task:
-    from sklearn.datasets import load_digits
-
-    digits = load_digits().data / 16.0
-    order = np.random.default_rng(seed).permutation(len(digits))
-    pixels = torch.as_tensor(digits[order], dtype=torch.float32)
-    upsampled = pixels.reshape(-1, 8, 1, 8, 1).expand(-1, 8, 2, 8, 2).reshape(-1, 256)
+    inputs, targets = digits(seed)
 
     def encoder(n: int) -> torch.nn.Module:
         return torch.nn.Sequential(
             torch.nn.Linear(n, 64), torch.nn.ReLU(), torch.nn.Linear(64, 2 * STROKE_POINTS)
         )
 
-    return Task(strokes, _standardised(pixels, 1541), upsampled, 256, encoder, 2 * STROKE_POINTS)
+    return Task(strokes, inputs, targets, HELD_OUT, encoder, 2 * STROKE_POINTS)
 
 
 def _strokes_mc(seed: int) -> Task:
@@ -159,37 +144,19 @@ def _strokes_mc(seed: int) -> Task:
     rng = np.random.default_rng(seed + 1)
 
     def render(p: np.ndarray) -> np.ndarray:
-        return strokes(p, rng.uniform(0, 1, (len(p), *_PIXELS.shape)))
+        return strokes(p, rng.uniform(0, 1, (len(p), *PIXELS.shape)))
 
     def converged(p: np.ndarray) -> np.ndarray:
         return np.mean(
-            [strokes(p, np.broadcast_to(offset, _PIXELS.shape)) for offset in SUBPIXEL_STRATA], axis=0
+            [strokes(p, np.broadcast_to(offset, PIXELS.shape)) for offset in SUBPIXEL_STRATA], axis=0
         )
 
     return dataclasses.replace(_strokes(seed), render=render, scored=converged)
 
 
-class StrokeVAE(torch.nn.Module):
-    """A variational autoencoder's encoder and decoder around the stroke renderer: the image
-    is encoded to a Gaussian over a latent code, a sample (the mean when not training) is
-    decoded to the stroke's control points; ``kl`` holds the last batch's mean KL term."""
-
-    def __init__(self, inputs: int, latent: int = 8) -> None:
-        super().__init__()
-        self.encode = torch.nn.Sequential(
-            torch.nn.Linear(inputs, 64), torch.nn.ReLU(), torch.nn.Linear(64, 2 * latent)
-        )
-        self.decode = torch.nn.Sequential(
-            torch.nn.Linear(latent, 64), torch.nn.ReLU(), torch.nn.Linear(64, 2 * STROKE_POINTS)
-        )
-        self.kl = torch.zeros(())
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        mean, log_variance = self.encode(x).chunk(2, dim=-1)
-        self.kl = 0.5 * (mean**2 + log_variance.exp() - 1 - log_variance).sum(-1).mean()
-        if not self.training:
-            return self.decode(mean)  # type: ignore[no-any-return]
-        return self.decode(mean + torch.randn_like(mean) * (0.5 * log_variance).exp())  # type: ignore[no-any-return]
+def _vae_strokes(seed: int) -> Task:
+    """``strokes`` with a VAE (latent sampling and a KL term) in place of the autoencoder."""
+    return dataclasses.replace(_strokes(seed), encoder=StrokeVAE)
 
 
 def _vae_strokes_mc(seed: int) -> Task:
@@ -223,7 +190,7 @@ def _bars(seed: int) -> Task:
     def encoder(n: int) -> torch.nn.Module:
         return torch.nn.Sequential(torch.nn.Linear(n, 64), torch.nn.ReLU(), torch.nn.Linear(64, 6))
 
-    return Task(bars, _standardised(images, 1792), images, 256, encoder, 6)
+    return Task(bars, standardised(images, 1792), images, 256, encoder, 6)
 
 
 TASKS: dict[str, Callable[[int], Task]] = {
@@ -232,6 +199,7 @@ TASKS: dict[str, Callable[[int], Task]] = {
     "discs-mc": _discs_mc,
     "strokes": _strokes,
     "strokes-mc": _strokes_mc,
+    "vae-strokes": _vae_strokes,
     "vae-strokes-mc": _vae_strokes_mc,
 }
 # Each task's (sigma, Adam step) settings per method: each method's best and its neighbours
@@ -274,10 +242,6 @@ def train(
     options = {"correction": CORRECTION.get(method, 1.0), **(options or {})}
     smoothed = BlackBox(task.render, task.params, task.targets.shape[1], sigma=sigma, seed=seed, **options)
 
-    def loss(p: torch.Tensor, targets: torch.Tensor, render: Render = task.render) -> torch.Tensor:
-        rendered = torch.as_tensor(render(p.detach().numpy()), dtype=torch.float32)
-        return ((rendered - targets) ** 2).mean(1)
-
     test_inputs, test_targets = task.split(torch.arange(train_rows, len(task.inputs)))
     scores: list[float] = []
     done, seconds = 0, 0.0
@@ -288,10 +252,7 @@ def train(
         prior = [KL_WEIGHT * encoder.kl] if isinstance(encoder, StrokeVAE) else []
         optimizer.zero_grad()
         if method == "es":
-            eps = sigma * torch.randn(p.shape)
-            q = p.detach()
-            differences = loss(q + eps, targets) - loss(q - eps, targets)
-            grad = differences[:, None] * eps / (2 * sigma**2) / BATCH
+            grad = es_gradient(task.render, p, targets, sigma)
             torch.autograd.backward([p, *prior], [grad, *[torch.ones(())] * len(prior)])
             done += 2 * BATCH
         else:
@@ -303,7 +264,7 @@ def train(
             encoder.eval()  # a VAE decodes its mean code
             with torch.no_grad():
                 test_params = torch.sigmoid(encoder(test_inputs))
-                scores.append(float(loss(test_params, test_targets, task.scored or task.render).mean()))
+                scores.append(float(image_loss(task.scored or task.render, test_params, test_targets).mean()))
             encoder.train()
     return scores, seconds
 
