@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-slow test-ray docs lint bench-quick bench clean
+.PHONY: demo test test-slow test-examples test-ray docs lint bench-quick bench clean
 
 $(STAMP): setup.cfg pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -19,10 +19,16 @@ demo: $(STAMP)
 # One BLAS/OpenMP thread per test worker: two workers with two threads each on a
 # 2-core machine made the suite 20x slower (10 min instead of 30 s).
 test: $(STAMP)
-	OMP_NUM_THREADS=1 $(PY) -m pytest -n 2 -m "not slow and not ray" -q
+	OMP_NUM_THREADS=1 $(PY) -m pytest -n 2 -m "not slow and not ray and not examples" -q
 
 test-slow: $(STAMP)
 	OMP_NUM_THREADS=1 $(PY) -m pytest -n 2 -m slow -q
+
+# The paper's demonstrations at reduced size, each a script in its own process; their peers
+# (CMA-ES, SPSA) come from the bench extra.
+test-examples: $(STAMP)
+	$(PY) -m pip install --quiet -e ".[bench]"
+	OMP_NUM_THREADS=1 $(PY) -m pytest -n 2 -m examples -q
 
 # Ray Tune (about 430 MB, 35 s to install here) only for its own suite (about 90 s).
 test-ray: $(STAMP)

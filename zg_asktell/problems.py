@@ -30,6 +30,10 @@ class Problem:
     def __call__(self, x: npt.ArrayLike) -> float:
         raise NotImplementedError
 
+    def losses(self, X: npt.ArrayLike) -> FloatArray:
+        """The losses of the rows of ``X`` (n, dim); problems that can vectorise override it."""
+        return np.array([self(x) for x in np.asarray(X, dtype=np.float64)], dtype=np.float64)
+
 
 @dataclass
 class QuantizedQuadratic(Problem):

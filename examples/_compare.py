@@ -1,0 +1,166 @@
+"""The examples' shared harness: ZeroGrads against the paper's peers at equal evaluations.
+
+Not an example itself (sphinx-gallery runs ``plot_*.py`` only). The peers come from the
+benchmark (``bench/peers.py``), which lives in the repository and is not installed: the
+examples run from a clone, and this module puts the clone's root on ``sys.path``.
+
+An example builds a :class:`zg_asktell.problems.Problem`, calls :func:`compare` with a start
+width, a budget of evaluations and a batch size, then :func:`report` to print the table and
+save the figure. Every optimizer gets the same start, width, budget, batch size and seed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from bench.peers import DIAGONAL_CMA_FROM, Setting, make_peer  # noqa: E402
+from bench.run import PeakMemory, checkpoints  # noqa: E402
+from zg_asktell.problems import FloatArray, Problem  # noqa: E402
+
+REFERENCE = "ZeroGrads"
+
+
+def default_optimizers(dim: int) -> tuple[str, ...]:
+    """The paper's comparison: ZeroGrads, CMA-ES (full below ``DIAGONAL_CMA_FROM``
+    variables, separable above: the full covariance is d x d), SPSA, PRDPT-style annealed
+    ES and our ``es`` preset (ZeroGrads' sampling and step without the surrogate)."""
+    cma = "CMA" if dim < DIAGONAL_CMA_FROM else "sep-CMA"
+    return (REFERENCE, cma, "SPSA", "PRDPT", "ZG-es")
+
+
+@dataclass
+class Run:
+    """One optimizer's run: the loss of its answer after ``evaluations[i]`` evaluations."""
+
+    optimizer: str
+    evaluations: list[int]
+    losses: list[float]
+    seconds: float
+    peak_mb: float
+    note: str
+    answer: FloatArray
+
+    @property
+    def loss(self) -> float:
+        return self.losses[-1]
+
+
+def run_one(optimizer: str, setting: Setting) -> Run:
+    """``optimizer`` (a name of ``bench.peers.OPTIMIZERS``) for ``setting.budget`` evaluations;
+    the candidates of each ask are evaluated at once (``Problem.losses``)."""
+    problem = setting.problem
+    marks = checkpoints(setting.budget, setting.batch)
+    evaluations: list[int] = []
+    losses: list[float] = []
+    memory = PeakMemory()
+    clock = time.perf_counter()
+    peer = make_peer(optimizer, setting)
+    done = 0
+    while done < setting.budget:
+        X = peer.ask(min(peer.batch, setting.budget - done))
+        peer.tell(X, problem.losses(X))
+        done += len(X)
+        while marks and done >= marks[0]:
+            evaluations.append(marks.pop(0))
+            losses.append(problem(peer.recommend()))
+    seconds = time.perf_counter() - clock
+    return Run(optimizer, evaluations, losses, seconds, memory.megabytes(), peer.note, peer.recommend())
+
+
+def compare(
+    problem: Problem,
+    sigma: float,
+    budget: int,
+    batch: int,
+    *,
+    optimizers: Sequence[str] | None = None,
+    seed: int = 0,
+) -> dict[str, Run]:
+    """Each of ``optimizers`` (default :func:`default_optimizers`) on ``problem`` from
+    ``problem.x0`` with start width ``sigma``, ``budget`` evaluations in batches of
+    ``batch`` (even: the antithetic methods ask in pairs), one after the other."""
+    if batch < 2 or batch % 2:
+        raise ValueError(f"batch must be even and >= 2 (antithetic pairs), got {batch}")
+    if budget < batch:
+        raise ValueError(f"budget {budget} must hold at least one batch of {batch}")
+    setting = Setting(problem, sigma, budget, batch, seed)
+    names = default_optimizers(problem.dim) if optimizers is None else optimizers
+    runs = {}
+    for name in names:
+        runs[name] = run_one(name, setting)
+        print(f"  {name}: loss {runs[name].loss:.4g} in {runs[name].seconds:.1f} s", flush=True)
+    return runs
+
+
+def table(runs: dict[str, Run], start_loss: float) -> str:
+    """A Markdown table: final loss, its ratio to ZeroGrads' and to the start, wall time,
+    peak memory added, and the peer's note."""
+    reference = runs[REFERENCE].loss if REFERENCE in runs else math.nan
+    rows = [
+        "| optimizer | final loss | / ZeroGrads | / start | time (s) | peak MB | note |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for name, run in runs.items():
+        ratio = run.loss / reference if reference > 0 else math.nan
+        rows.append(
+            f"| {name} | {run.loss:.4g} | {ratio:.2f} | {run.loss / start_loss:.3f} "
+            f"| {run.seconds:.1f} | {run.peak_mb:.0f} | {run.note} |"
+        )
+    return "\n".join(rows)
+
+
+def plot_curves(ax: Axes, runs: dict[str, Run], start_loss: float) -> None:
+    """Each run's loss against evaluations on ``ax`` (a matplotlib Axes), log-log."""
+    for name, run in runs.items():
+        width = 2 if name == REFERENCE else 1
+        ax.plot([0, *run.evaluations], [start_loss, *run.losses], label=name, lw=width)
+    ax.set(xlabel="evaluations", ylabel="loss of the answer", xscale="symlog", yscale="log")
+    ax.legend(fontsize="small")
+
+
+def parse_args(description: str | None) -> argparse.Namespace:
+    """The examples' command line: ``--full`` (the paper's size), ``--seed``, ``--budget``
+    (evaluations per optimizer, default the example's), ``--out`` (where a script run saves
+    its figure and ``<name>.json``; default the current directory)."""
+    parser = argparse.ArgumentParser(description=(description or "").strip().splitlines()[0] or None)
+    parser.add_argument("--full", action="store_true", help="the paper's problem size")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--budget", type=int, default=None, help="evaluations per optimizer")
+    parser.add_argument("--out", type=Path, default=Path("."), help="folder for the figure and JSON")
+    return parser.parse_args()
+
+
+def in_gallery() -> bool:
+    """Whether sphinx-gallery is running the example (it shows the figure itself)."""
+    return "sphinx_gallery" in sys.modules
+
+
+def report(name: str, runs: dict[str, Run], start_loss: float, figure: Figure, out: Path) -> None:
+    """Print the table; run as a script, also save ``figure`` as ``out/<name>.png`` and the
+    curves as ``out/<name>.json`` (the tests read it)."""
+    print(table(runs, start_loss))
+    if in_gallery():
+        return
+    out.mkdir(parents=True, exist_ok=True)
+    figure.savefig(out / f"{name}.png", dpi=100)
+    curves = {
+        label: {"evaluations": run.evaluations, "losses": run.losses, "seconds": run.seconds}
+        for label, run in runs.items()
+    }
+    summary = {"start": start_loss, "runs": curves}
+    (out / f"{name}.json").write_text(json.dumps(summary, indent=1))
+    print(f"saved {out / name}.png and .json")

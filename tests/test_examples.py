@@ -1,0 +1,45 @@
+"""The paper's demonstrations (``examples/plot_*.py``) at reduced size, as a user runs them.
+
+Each example runs as a script in its own process (``python examples/plot_x.py --out DIR``);
+the test checks that it printed its table, saved its figure, and that ZeroGrads improved
+on the start by the stated factor. Marked ``examples``: ``make test-examples`` runs them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+
+pytestmark = pytest.mark.examples
+
+
+def run_example(name: str, out: Path, *args: str) -> dict[str, Any]:
+    """Run ``examples/plot_<name>.py`` with ``--out out``; its JSON summary, after checking
+    that it printed the table and saved the figure."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MPLBACKEND": "agg"}
+    done = subprocess.run(
+        [sys.executable, str(EXAMPLES / f"plot_{name}.py"), "--out", str(out), *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=900,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "| optimizer | final loss |" in done.stdout
+    assert (out / f"{name}.png").stat().st_size > 10_000
+    summary: dict[str, Any] = json.loads((out / f"{name}.json").read_text())
+    return summary
+
+
+def final_ratio(summary: dict[str, Any], optimizer: str = "ZeroGrads") -> float:
+    """The final loss of ``optimizer`` over the loss at the start."""
+    return float(summary["runs"][optimizer]["losses"][-1] / summary["start"])
