@@ -182,19 +182,21 @@ def bars(params: np.ndarray) -> np.ndarray:
     return np.where((np.abs(along) < length / 2) & (np.abs(across) < thickness / 2), ink, 0.0)
 
 
-def _bars(seed: int) -> Task:
-    """An MLP encoder (576-64-6) of 24x24 images of one rotated bar, through ``bars``."""
-    truth = np.random.default_rng(seed).uniform(0.1, 0.9, (2048, 6))
-    images = torch.as_tensor(bars(truth), dtype=torch.float32)
+def _bars(seed: int, images: int = 2048) -> Task:
+    """An MLP encoder (576-64-6) of 24x24 images of one rotated bar, through ``bars``; the
+    last 256 of ``images`` are held out."""
+    truth = np.random.default_rng(seed).uniform(0.1, 0.9, (images, 6))
+    rendered = torch.as_tensor(bars(truth), dtype=torch.float32)
 
     def encoder(n: int) -> torch.nn.Module:
         return torch.nn.Sequential(torch.nn.Linear(n, 64), torch.nn.ReLU(), torch.nn.Linear(64, 6))
 
-    return Task(bars, standardised(images, 1792), images, 256, encoder, 6)
+    return Task(bars, standardised(rendered, images - 256), rendered, 256, encoder, 6)
 
 
 TASKS: dict[str, Callable[[int], Task]] = {
     "bars": _bars,
+    "bars-large": lambda seed: _bars(seed, 32768),
     "discs": _discs,
     "discs-mc": _discs_mc,
     "strokes": _strokes,
@@ -233,6 +235,24 @@ def train(
     """Held-out loss after each of ``renders`` renders (ascending), and the seconds spent
     training (renders, estimator and encoder steps; building the task and scoring excluded).
     ``options`` go to the surrogate's :class:`BlackBox`."""
+    held_out, _, seconds = scores(task_name, method, sigma, lr, renders, seed, options)
+    return held_out, seconds
+
+
+def scores(
+    task_name: str,
+    method: str,
+    sigma: float,
+    lr: float,
+    renders: list[int],
+    seed: int,
+    options: dict[str, float] | None = None,
+    inspect: Callable[[Task, torch.nn.Module, BlackBox], None] | None = None,
+) -> tuple[list[float], list[float], float]:
+    """As :func:`train`, with the loss on the first 256 training images after the held-out
+    loss (the objective the estimators descend, where the held-out loss adds the encoder's
+    generalisation); ``inspect`` is called with the task, the encoder and the layer at each
+    of ``renders`` (bench.torch_floor)."""
     torch.manual_seed(seed)
     torch.set_num_threads(1)
     task = TASKS[task_name](seed)
@@ -242,10 +262,13 @@ def train(
     options = {"correction": CORRECTION.get(method, 1.0), **(options or {})}
     smoothed = BlackBox(task.render, task.params, task.targets.shape[1], sigma=sigma, seed=seed, **options)
 
-    test_inputs, test_targets = task.split(torch.arange(train_rows, len(task.inputs)))
-    scores: list[float] = []
+    scored = {
+        "held-out": task.split(torch.arange(train_rows, len(task.inputs))),
+        "training": task.split(torch.arange(task.held_out)),
+    }
+    losses: dict[str, list[float]] = {name: [] for name in scored}
     done, seconds = 0, 0.0
-    while len(scores) < len(renders):
+    while len(losses["held-out"]) < len(renders):
         start = time.perf_counter()
         inputs, targets = task.split(torch.randint(train_rows, (BATCH,)))
         p = torch.sigmoid(encoder(inputs))
@@ -260,13 +283,17 @@ def train(
             done += BATCH
         optimizer.step()
         seconds += time.perf_counter() - start
-        while len(scores) < len(renders) and done >= renders[len(scores)]:
+        while len(losses["held-out"]) < len(renders) and done >= renders[len(losses["held-out"])]:
             encoder.eval()  # a VAE decodes its mean code
             with torch.no_grad():
-                test_params = torch.sigmoid(encoder(test_inputs))
-                scores.append(float(image_loss(task.scored or task.render, test_params, test_targets).mean()))
+                for name, (test_inputs, test_targets) in scored.items():
+                    test_params = torch.sigmoid(encoder(test_inputs))
+                    loss = image_loss(task.scored or task.render, test_params, test_targets)
+                    losses[name].append(float(loss.mean()))
+            if inspect is not None:
+                inspect(task, encoder, smoothed)
             encoder.train()
-    return scores, seconds
+    return losses["held-out"], losses["training"], seconds
 
 
 def main() -> None:
@@ -281,6 +308,7 @@ def main() -> None:
         "--settings", nargs="*", metavar="METHOD:SIGMA:STEP", help="run these instead of the grid"
     )
     parser.add_argument("--option", nargs="*", default=[], metavar="NAME=VALUE", help="BlackBox options")
+    parser.add_argument("--jobs", type=int, default=2, help="runs in parallel (processes)")
     args = parser.parse_args()
     options = parse_options(args.option)
     renders, start = sorted(args.renders), time.perf_counter()
@@ -292,22 +320,18 @@ def main() -> None:
         (args.task, *setting, renders, seed, options)
         for setting, seed in itertools.product(settings, range(args.seeds))
     ]
-    with ProcessPoolExecutor(2) as pool:
-        results, seconds = zip(*pool.map(train, *zip(*jobs)))
-    medians = np.median(np.array(results).reshape(len(settings), args.seeds, len(renders)), axis=1)
+    with ProcessPoolExecutor(args.jobs) as pool:
+        held_out, training, seconds = zip(*pool.map(scores, *zip(*jobs)))
+    shape = (len(settings), args.seeds, len(renders))
+    medians = np.median(np.array(held_out).reshape(shape), axis=1)
     run_seconds = np.median(np.array(seconds).reshape(len(settings), args.seeds), axis=1)
     command = f"python -m bench.amortised --task {args.task} --renders {' '.join(map(str, renders))}"
     for name, values in (("seeds", [str(args.seeds)]), ("settings", args.settings), ("option", args.option)):
         command += f" --{name} {' '.join(values)}" if values else ""
     print(f"`{command}`: median held-out loss over seeds (start: an untrained encoder)\n")
-    print("| method | sigma | Adam step | " + " | ".join(f"{r} renders" for r in renders) + " |")
-    print("|---|---|---|" + "---|" * len(renders))
-    for (method, sigma, lr), row in zip(settings, medians):
-        print(f"| {method} | {sigma:g} | {lr:g} | " + " | ".join(f"{v:.4g}" for v in row) + " |")
-    best = {method: medians[_rows(settings, method)].min(0) for method in methods}  # per column
-    for method in methods[1:] if "es" in best else []:
-        ratios = " | ".join(f"{r:.2f}x" for r in best[method] / best["es"])
-        print(f"| {method} / es, each at its best setting per column | | | {ratios} |")
+    _table(renders, settings, medians)
+    print("\nThe loss on the first 256 training images (what the estimators descend; median over seeds):\n")
+    _table(renders, settings, np.median(np.array(training).reshape(shape), axis=1))
     times = {m: run_seconds[_best_at_last(settings, medians, m)] for m in methods}
     print(
         f"\nTraining time of one run to {renders[-1]} renders at each method's best setting there "
@@ -317,6 +341,19 @@ def main() -> None:
     print(f"\n{time.perf_counter() - start:.0f} s on 2 cores")
     if args.plot:
         _plot(renders, settings, medians, args.plot)
+
+
+def _table(renders: list[int], settings: list[tuple[str, float, float]], medians: np.ndarray) -> None:
+    """Print each setting's row of ``medians`` and each method's best-against-es ratio."""
+    print("| method | sigma | Adam step | " + " | ".join(f"{r} renders" for r in renders) + " |")
+    print("|---|---|---|" + "---|" * len(renders))
+    for (method, sigma, lr), row in zip(settings, medians):
+        print(f"| {method} | {sigma:g} | {lr:g} | " + " | ".join(f"{v:.4g}" for v in row) + " |")
+    methods = [method for method in METHODS if _rows(settings, method)]
+    best = {method: medians[_rows(settings, method)].min(0) for method in methods}  # per column
+    for method in methods[1:] if "es" in best else []:
+        ratios = " | ".join(f"{r:.2f}x" for r in best[method] / best["es"])
+        print(f"| {method} / es, each at its best setting per column | | | {ratios} |")
 
 
 def parse_options(pairs: list[str]) -> dict[str, float]:
