@@ -16,10 +16,12 @@ import json
 import math
 import sys
 import time
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
+import matplotlib.pyplot as plt
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
@@ -50,6 +52,7 @@ class Run:
     evaluations: list[int]
     losses: list[float]
     seconds: float
+    cpu_seconds: float
     peak_mb: float
     note: str
     answer: FloatArray
@@ -67,7 +70,7 @@ def run_one(optimizer: str, setting: Setting) -> Run:
     evaluations: list[int] = []
     losses: list[float] = []
     memory = PeakMemory()
-    clock = time.perf_counter()
+    clock, cpu = time.perf_counter(), time.process_time()
     peer = make_peer(optimizer, setting)
     done = 0
     while done < setting.budget:
@@ -77,8 +80,8 @@ def run_one(optimizer: str, setting: Setting) -> Run:
         while marks and done >= marks[0]:
             evaluations.append(marks.pop(0))
             losses.append(problem(peer.recommend()))
-    seconds = time.perf_counter() - clock
-    return Run(optimizer, evaluations, losses, seconds, memory.megabytes(), peer.note, peer.recommend())
+    seconds, cpu = time.perf_counter() - clock, time.process_time() - cpu
+    return Run(optimizer, evaluations, losses, seconds, cpu, memory.megabytes(), peer.note, peer.recommend())
 
 
 def compare(
@@ -107,39 +110,64 @@ def compare(
 
 
 def table(runs: dict[str, Run], start_loss: float) -> str:
-    """A Markdown table: final loss, its ratio to ZeroGrads' and to the start, wall time,
-    peak memory added, and the peer's note."""
+    """A Markdown table: final loss, its ratio to ZeroGrads' and to the start, wall and CPU
+    time (they differ on a busy machine), peak memory added, and the peer's note."""
     reference = runs[REFERENCE].loss if REFERENCE in runs else math.nan
     rows = [
-        "| optimizer | final loss | / ZeroGrads | / start | time (s) | peak MB | note |",
-        "|---|---|---|---|---|---|---|",
+        "| optimizer | final loss | / ZeroGrads | / start | wall s | CPU s | peak MB | note |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for name, run in runs.items():
         ratio = run.loss / reference if reference > 0 else math.nan
         rows.append(
             f"| {name} | {run.loss:.4g} | {ratio:.2f} | {run.loss / start_loss:.3f} "
-            f"| {run.seconds:.1f} | {run.peak_mb:.0f} | {run.note} |"
+            f"| {run.seconds:.1f} | {run.cpu_seconds:.1f} | {run.peak_mb:.0f} | {run.note} |"
         )
     return "\n".join(rows)
 
 
 def plot_curves(ax: Axes, runs: dict[str, Run], start_loss: float) -> None:
-    """Each run's loss against evaluations on ``ax`` (a matplotlib Axes), log-log."""
+    """Each run's loss against evaluations on ``ax`` (a matplotlib Axes), log scale."""
     for name, run in runs.items():
         width = 2 if name == REFERENCE else 1
         ax.plot([0, *run.evaluations], [start_loss, *run.losses], label=name, lw=width)
-    ax.set(xlabel="evaluations", ylabel="loss of the answer", xscale="symlog", yscale="log")
+    ax.set(xlabel="evaluations", ylabel="loss of the answer", yscale="log")
     ax.legend(fontsize="small")
+
+
+def figure(
+    runs: dict[str, Run],
+    start_loss: float,
+    render: Callable[[FloatArray], FloatArray],
+    target: FloatArray,
+    **style: Any,
+) -> Figure:
+    """The target image, what ZeroGrads' answer and the best peer's render to (``render``
+    maps an answer to an image), then the curves; ``style`` goes to ``imshow``."""
+    peers = [name for name in runs if name != REFERENCE]
+    panels = {"target": target}
+    for name in (REFERENCE, min(peers, key=lambda name: runs[name].loss, default=None)):
+        if name in runs:
+            panels[f"{name} ({runs[name].loss:.3g})"] = render(runs[name].answer)
+    fig, axes = plt.subplots(1, len(panels) + 1, figsize=(3.3 * (len(panels) + 1), 3.2))
+    for ax, (title, image) in zip(axes, panels.items()):
+        ax.imshow(image, **style)
+        ax.set(title=title, xticks=[], yticks=[])
+    plot_curves(axes[-1], runs, start_loss)
+    fig.tight_layout()
+    return fig
 
 
 def parse_args(description: str | None) -> argparse.Namespace:
     """The examples' command line: ``--full`` (the paper's size), ``--seed``, ``--budget``
-    (evaluations per optimizer, default the example's), ``--out`` (where a script run saves
-    its figure and ``<name>.json``; default the current directory)."""
+    (evaluations per optimizer, default the example's), ``--optimizers`` (default
+    :func:`default_optimizers`), ``--out`` (where a script run saves its figure and
+    ``<name>.json``; default the current directory)."""
     parser = argparse.ArgumentParser(description=(description or "").strip().splitlines()[0] or None)
     parser.add_argument("--full", action="store_true", help="the paper's problem size")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--budget", type=int, default=None, help="evaluations per optimizer")
+    parser.add_argument("--optimizers", nargs="+", default=None, help="names of bench.peers.OPTIMIZERS")
     parser.add_argument("--out", type=Path, default=Path("."), help="folder for the figure and JSON")
     return parser.parse_args()
 
@@ -157,10 +185,7 @@ def report(name: str, runs: dict[str, Run], start_loss: float, figure: Figure, o
         return
     out.mkdir(parents=True, exist_ok=True)
     figure.savefig(out / f"{name}.png", dpi=100)
-    curves = {
-        label: {"evaluations": run.evaluations, "losses": run.losses, "seconds": run.seconds}
-        for label, run in runs.items()
-    }
+    curves = {label: {k: v for k, v in asdict(run).items() if k != "answer"} for label, run in runs.items()}
     summary = {"start": start_loss, "runs": curves}
     (out / f"{name}.json").write_text(json.dumps(summary, indent=1))
     print(f"saved {out / name}.png and .json")

@@ -1,65 +1,73 @@
-"""zg_asktell.scenes: the demonstrations' renderers and problems (digits MLP, mesh, strokes)."""
+"""The scenes of the paper's demonstrations (zg_asktell.scenes): batches agree with single
+calls, the hidden answers score 0, and the renderers conserve what they should."""
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 import pytest
-import torch
+from hypothesis import given
+from hypothesis import strategies as st
 
-from zg_asktell.scenes.digits import DigitsMLP
-from zg_asktell.scenes.mesh import EXTENT, SilhouetteMesh, icosphere
-from zg_asktell.scenes.strokes import es_gradient, image_loss
+from zg_asktell.problems import PosterizedTexture, Problem
+from zg_asktell.scenes.caustic import Caustic, spline_bases
+from zg_asktell.scenes.led import LedDisplay
 
-
-@pytest.mark.parametrize("subdivisions", [0, 1, 2, 3])
-def test_icosphere_is_a_closed_unit_mesh_of_the_expected_size(subdivisions: int) -> None:
-    vertices, faces = icosphere(subdivisions)
-    assert len(vertices) == 10 * 4**subdivisions + 2 and len(faces) == 20 * 4**subdivisions
-    np.testing.assert_allclose(np.linalg.norm(vertices, axis=1), 1.0)
-    edges = np.sort(faces[:, [0, 1, 1, 2, 2, 0]].reshape(-1, 2), axis=1)
-    _, uses = np.unique(edges, axis=0, return_counts=True)
-    assert np.all(uses == 2)  # every edge between exactly two triangles: closed
+SCENES: dict[str, Problem] = {
+    "caustic": Caustic.make(controls=8, pixels=8, photons_per_pixel=2),
+    "led-ring": LedDisplay.ring(6, 7),
+    "led-random": LedDisplay.make(48, seed=1),
+    "texture": PosterizedTexture.make(4, 5),
+}
 
 
-def test_the_spheres_silhouettes_are_discs_and_the_target_is_reachable() -> None:
-    mesh = SilhouetteMesh.make()
-    pixel_area = (2 * EXTENT / mesh.size) ** 2
-    areas = mesh.render(mesh.x0)[0].sum(axis=(1, 2)) * pixel_area
-    np.testing.assert_allclose(areas, math.pi, rtol=0.06)  # an inscribed polyhedron: a bit less
-    radius = 1 / np.linalg.norm(mesh.directions / [1.3, 0.75, 0.95], ord=4, axis=1)
-    assert mesh(radius - 1) == 0.0 and mesh(mesh.x0) > 0.05
+@pytest.mark.parametrize("name", sorted(SCENES))
+@given(seed=st.integers(0, 2**32 - 1))
+def test_batch_losses_equal_single_calls(name: str, seed: int) -> None:
+    problem = SCENES[name]
+    X = np.random.default_rng(seed).uniform(problem.lower, problem.upper, (5, problem.dim))
+    assert np.allclose(problem.losses(X), [problem(x) for x in X])
 
 
-def test_mesh_losses_are_a_step_function_and_batch_as_single_calls() -> None:
-    mesh = SilhouetteMesh.make()
-    X = np.random.default_rng(0).normal(0, 0.1, (5, mesh.dim))
-    np.testing.assert_array_equal(mesh.losses(X), [mesh(x) for x in X])
-    assert mesh(X[0] + 1e-9) == mesh(X[0])  # flat almost everywhere
+@given(controls=st.integers(4, 40), samples=st.integers(1, 200))
+def test_spline_basis_sums_to_one_and_its_derivative_to_zero(controls: int, samples: int) -> None:
+    basis, derivative = spline_bases(controls, samples)
+    assert np.allclose(basis.sum(axis=1), 1) and np.allclose(derivative.sum(axis=1), 0)
 
 
-def test_digits_mlp_scores_chance_at_zero_weights_and_batches_as_single_calls() -> None:
-    network = DigitsMLP.make(hidden=8)
-    assert network.dim == 75 * 8 + 10
-    assert network(np.zeros(network.dim)) == pytest.approx(math.log(10))  # uniform scores
-    X = np.random.default_rng(1).uniform(-1, 1, (3, network.dim))
-    np.testing.assert_allclose(network.losses(X), [network(x) for x in X])
-    assert 0.0 <= network.accuracy(X[0]) <= 1.0
-    with pytest.raises(ValueError, match="hidden=0"):
-        DigitsMLP.make(hidden=0)
+CAUSTIC = Caustic.make(controls=16, pixels=16, photons_per_pixel=2)
 
 
-def test_es_gradient_is_unbiased_on_a_linear_renderer() -> None:
-    # A linear renderer makes the loss quadratic: each antithetic pair is exact along its
-    # direction, so the rows' estimates sum to the true gradient of the batch's mean loss.
-    matrix = np.random.default_rng(2).normal(size=(12, 256))
-    rows = 20_000
-    params = torch.full((rows, 12), 0.5, requires_grad=True)
-    targets = torch.zeros(rows, 256)
-    torch.manual_seed(0)
-    estimate = es_gradient(lambda p: p @ matrix, params, targets, sigma=0.05).sum(0)
-    exact = torch.as_tensor(2 / 256 * (np.full(12, 0.5) @ matrix) @ matrix.T, dtype=torch.float32)
-    assert float((estimate - exact).norm() / exact.norm()) < 0.1
-    loss = image_loss(lambda p: p @ matrix, params[:1], targets[:1])
-    assert float(loss) == pytest.approx(float(np.mean((np.full(12, 0.5) @ matrix) ** 2)), rel=1e-5)
+def test_flat_glass_lights_every_pixel_equally_and_the_hidden_surface_scores_zero() -> None:
+    scene = CAUSTIC
+    assert np.array_equal(scene.render(scene.x0), np.ones((16, 16)))
+    assert scene(scene.hidden) == 0.0 and scene(scene.x0) > 0
+
+
+def test_caustic_loses_the_photons_that_leave_the_screen() -> None:
+    # A wedge of slope 2 * 13/15 (13 spans) moves every photon 0.28 pixels towards column 0:
+    # of the 2 per pixel and row, those at a quarter pixel from the left move one pixel left.
+    wedge = np.tile(np.linspace(-1, 1, 16), 16)
+    image = CAUSTIC.render(wedge)
+    assert np.all(image[:, :-1] == 1) and np.all(image[:, -1] == 0.5)  # the last has no right neighbour
+
+
+@pytest.mark.parametrize(
+    ("call", "match"),
+    [
+        (lambda: spline_bases(3, 10), "at least 4 control points, got 3"),
+        (lambda: Caustic.make(pixels=1), "pixels >= 2"),
+        (lambda: LedDisplay.blank(0, 5), "rows, cols >= 1, got 0 x 5"),
+    ],
+)
+def test_bad_scene_sizes_are_rejected(call: object, match: str) -> None:
+    with pytest.raises(ValueError, match=match):
+        call()  # type: ignore[operator]
+
+
+def test_the_ring_display_is_reachable_and_on_off_is_by_sign() -> None:
+    display = LedDisplay.ring(6, 7)
+    lit = display.target.max()
+    assert lit > 0 and display(display.x0) > 0
+    on = np.array([display(np.where(np.arange(42) == k, 1.0, -1.0)) for k in range(42)])
+    assert on.min() < display(display.x0)  # lighting one LED of the ring helps
+    assert display(np.full(42, 1e-9)) == display(np.ones(42))  # only the sign counts

@@ -162,7 +162,15 @@ class PosterizedTexture(Problem):
             levels=levels,
         )
 
-    def __call__(self, x: npt.ArrayLike) -> float:
+    def shown(self, x: npt.ArrayLike) -> FloatArray:
+        """What the pipeline shows of texture(s) ``x`` (..., dim): each value posterized."""
         x = np.clip(np.asarray(x, dtype=np.float64), 0, 1)
-        shown = np.minimum(np.floor(x * self.levels), self.levels - 1) / (self.levels - 1)
-        return float(np.mean((shown - self.target) ** 2))
+        levels: FloatArray = np.minimum(np.floor(x * self.levels), self.levels - 1) / (self.levels - 1)
+        return levels
+
+    def __call__(self, x: npt.ArrayLike) -> float:
+        return float(np.mean((self.shown(x) - self.target) ** 2))
+
+    def losses(self, X: npt.ArrayLike) -> FloatArray:
+        result: FloatArray = np.mean((self.shown(X) - self.target) ** 2, axis=-1)
+        return result
