@@ -163,7 +163,8 @@ def parse_args(description: str | None) -> argparse.Namespace:
     (evaluations per optimizer, default the example's), ``--optimizers`` (default
     :func:`default_optimizers`), ``--out`` (where a script run saves its figure and
     ``<name>.json``; default the current directory)."""
-    parser = argparse.ArgumentParser(description=(description or "").strip().splitlines()[0] or None)
+    title = (description or "").strip().splitlines()  # sphinx-gallery runs the code with __doc__ = ""
+    parser = argparse.ArgumentParser(description=title[0] if title else None)
     parser.add_argument("--full", action="store_true", help="the paper's problem size")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--budget", type=int, default=None, help="evaluations per optimizer")

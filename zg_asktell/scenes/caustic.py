@@ -7,7 +7,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import numpy.typing as npt
 
-from zg_asktell.problems import FloatArray, Problem
+from zg_asktell.problems import FloatArray
+from zg_asktell.scenes._image import ImageMatch
 
 
 def spline_bases(controls: int, samples: int) -> tuple[FloatArray, FloatArray]:
@@ -30,7 +31,7 @@ def spline_bases(controls: int, samples: int) -> tuple[FloatArray, FloatArray]:
 
 
 @dataclass
-class Caustic(Problem):
+class Caustic(ImageMatch):
     """A glass heightfield over the unit square, parametrised by ``controls`` x ``controls``
     cubic B-spline control heights, refracts a parallel beam straight down onto a screen.
 
@@ -44,7 +45,6 @@ class Caustic(Problem):
 
     basis: FloatArray = field(repr=False, default_factory=lambda: np.zeros((1, 1)))
     slope: FloatArray = field(repr=False, default_factory=lambda: np.zeros((1, 1)))
-    target: FloatArray = field(repr=False, default_factory=lambda: np.zeros((1, 1)))
     hidden: FloatArray = field(repr=False, default_factory=lambda: np.zeros(1))
     pixels: int = 32
     deflection: float = 0.01
@@ -87,14 +87,6 @@ class Caustic(Problem):
         flat = (len(self.basis) / self.pixels) ** 2
         images = counts.reshape(len(batch), self.pixels, self.pixels) / flat
         return images.reshape(heights.shape[:-1] + (self.pixels, self.pixels))
-
-    def __call__(self, x: npt.ArrayLike) -> float:
-        return float(np.mean((self.render(x) - self.target) ** 2))
-
-    def losses(self, X: npt.ArrayLike) -> FloatArray:
-        images = self.render(np.atleast_2d(np.asarray(X, dtype=np.float64)))
-        result: FloatArray = np.mean((images - self.target) ** 2, axis=(1, 2))
-        return result
 
 
 def _bumps(controls: int, rng: np.random.Generator, count: int = 5) -> FloatArray:

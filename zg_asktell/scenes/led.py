@@ -8,17 +8,17 @@ from dataclasses import dataclass, field
 import numpy as np
 import numpy.typing as npt
 
-from zg_asktell.problems import FloatArray, Problem
+from zg_asktell.problems import FloatArray
+from zg_asktell.scenes._image import ImageMatch
 
 
 @dataclass
-class LedDisplay(Problem):
+class LedDisplay(ImageMatch):
     """The paper's binary display in shape: a grid of on/off LEDs (on where ``x > 0``)
     blurred onto a screen at twice the resolution, squared error to a target pattern."""
 
     rows_blur: FloatArray = field(repr=False, default_factory=lambda: np.zeros((1, 1)))
     cols_blur: FloatArray = field(repr=False, default_factory=lambda: np.zeros((1, 1)))
-    target: FloatArray = field(repr=False, default_factory=lambda: np.zeros((1, 1)))
 
     @classmethod
     def make(cls, dim: int, seed: int = 0) -> LedDisplay:
@@ -63,14 +63,6 @@ class LedDisplay(Problem):
         grid = on.reshape(*on.shape[:-1], len(self.rows_blur.T), len(self.cols_blur.T))
         screen: FloatArray = self.rows_blur @ grid @ self.cols_blur.T
         return screen
-
-    def __call__(self, x: npt.ArrayLike) -> float:
-        return float(np.mean((self.render(x) - self.target) ** 2))
-
-    def losses(self, X: npt.ArrayLike) -> FloatArray:
-        screens = self.render(np.atleast_2d(np.asarray(X, dtype=np.float64)))
-        result: FloatArray = np.mean((screens - self.target) ** 2, axis=(1, 2))
-        return result
 
 
 def _blur_matrix(leds: int) -> FloatArray:
