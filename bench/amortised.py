@@ -61,18 +61,19 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from bench.problems import SUBPIXEL_STRATA, MonteCarloRaster
+from bench.problems import MonteCarloRaster
 from zg_asktell.problems import DiscRaster
 from zg_asktell.scenes.strokes import (
     HELD_OUT,
     KL_WEIGHT,
-    PIXELS,
     STROKE_POINTS,
     Render,
     StrokeVAE,
+    converged_strokes,
     digits,
     es_gradient,
     image_loss,
+    sampled_strokes,
     standardised,
     strokes,
 )
@@ -141,17 +142,7 @@ def _strokes(seed: int) -> Task:
 def _strokes_mc(seed: int) -> Task:
     """``strokes`` through a Monte Carlo renderer: one random sample point per pixel and
     render; the score uses the converged (8x8 stratified, anti-aliased) image."""
-    rng = np.random.default_rng(seed + 1)
-
-    def render(p: np.ndarray) -> np.ndarray:
-        return strokes(p, rng.uniform(0, 1, (len(p), *PIXELS.shape)))
-
-    def converged(p: np.ndarray) -> np.ndarray:
-        return np.mean(
-            [strokes(p, np.broadcast_to(offset, PIXELS.shape)) for offset in SUBPIXEL_STRATA], axis=0
-        )
-
-    return dataclasses.replace(_strokes(seed), render=render, scored=converged)
+    return dataclasses.replace(_strokes(seed), render=sampled_strokes(seed + 1), scored=converged_strokes)
 
 
 def _vae_strokes(seed: int) -> Task:

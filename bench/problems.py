@@ -29,6 +29,7 @@ from zg_asktell.problems import (
     QuantizedQuadratic,
 )
 from zg_asktell.scenes.led import LedDisplay  # noqa: F401 (the benchmark's name for it)
+from zg_asktell.scenes.strokes import SUBPIXEL_STRATA
 
 
 def initial_sigma(problem: Problem) -> float:
@@ -278,9 +279,6 @@ class MonteCarloRaster(DiscRaster):
 
     def expected(self, x: npt.ArrayLike) -> float:
         return float(np.mean((self.converged(x) - self.target) ** 2))
-
-
-SUBPIXEL_STRATA = (np.stack(np.meshgrid(np.arange(8), np.arange(8)), -1).reshape(-1, 2) + 0.5) / 8  # (64, 2)
 
 
 @dataclass

@@ -3,9 +3,12 @@ A generative model through a renderer: a VAE that draws digits with a pen
 =========================================================================
 
 A variational autoencoder learns handwritten digits, but its decoder does not emit
-pixels: it emits the 6 control points of a pen stroke, and a hard-edged stroke renderer
-draws them (a pixel is ink when its centre lies near the polyline; no useful gradient).
-The loss is the squared error between the drawing and the digit plus the VAE's KL term.
+pixels: it emits the 6 control points of a pen stroke, and a stroke renderer draws them.
+The renderer is a Monte Carlo one, as a path tracer at one sample per pixel: a pixel is
+ink when one random point inside it lies near the polyline, so each render is a noisy,
+hard-edged image with no useful gradient. The loss is the squared error between the
+drawing and the digit plus the VAE's KL term; the score is the held-out loss of the
+converged (anti-aliased) drawing.
 The renderer becomes a torch layer with :class:`zg_asktell.torch.BlackBox`, whose
 backward pass is the gradient of a surrogate learned from every render so far; the
 comparison is per-sample ES, one antithetic pair of renders per image, at equal renders.
@@ -38,10 +41,11 @@ from zg_asktell.scenes.strokes import (
     KL_WEIGHT,
     STROKE_POINTS,
     StrokeVAE,
+    converged_strokes,
     digits,
     es_gradient,
     image_loss,
-    strokes,
+    sampled_strokes,
 )
 from zg_asktell.torch import BlackBox
 
@@ -54,12 +58,12 @@ marks = [budget // 16, budget // 4, budget]  # renders at which the held-out los
 
 
 def held_out_loss(vae: StrokeVAE) -> float:
-    """The held-out digits' mean squared error, each drawn from its mean code."""
+    """The held-out digits' mean squared error, each drawn (converged) from its mean code."""
     vae.eval()
     with torch.no_grad():
         params = torch.sigmoid(vae(inputs[train_rows:]))
     vae.train()
-    return float(image_loss(strokes, params, targets[train_rows:]).mean())
+    return float(image_loss(converged_strokes, params, targets[train_rows:]).mean())
 
 
 # %%
@@ -73,7 +77,8 @@ def train(method: str, sigma: float, lr: float) -> tuple[StrokeVAE, _compare.Run
     torch.manual_seed(args.seed)
     vae = StrokeVAE(inputs.shape[1])
     optimizer = torch.optim.Adam(vae.parameters(), lr=lr)
-    renderer = BlackBox(strokes, 2 * STROKE_POINTS, targets.shape[1], sigma=sigma, seed=args.seed)
+    render = sampled_strokes(args.seed + 1)  # a fresh random sample point per pixel and call
+    renderer = BlackBox(render, 2 * STROKE_POINTS, targets.shape[1], sigma=sigma, seed=args.seed)
     losses, clock, cpu, done = [], time.perf_counter(), time.process_time(), 0
     while done < budget:
         rows = torch.randint(train_rows, (32,))
@@ -84,7 +89,7 @@ def train(method: str, sigma: float, lr: float) -> tuple[StrokeVAE, _compare.Run
             (((drawn - targets[rows]) ** 2).mean() + KL_WEIGHT * vae.kl).backward()
             done += len(rows)
         else:
-            gradient = es_gradient(strokes, params, targets[rows], sigma)
+            gradient = es_gradient(render, params, targets[rows], sigma)
             torch.autograd.backward([params, KL_WEIGHT * vae.kl], [gradient, torch.ones(())])
             done += 2 * len(rows)
         optimizer.step()
@@ -120,10 +125,10 @@ for k, mark in enumerate(marks):
 vae = trained["ZeroGrads"][0].eval()
 with torch.no_grad():
     codes = torch.randn(36, vae.latent, generator=torch.Generator().manual_seed(args.seed))
-    samples = strokes(torch.sigmoid(vae.decode(codes)).numpy())
+    samples = converged_strokes(torch.sigmoid(vae.decode(codes)).numpy())
     shown = slice(train_rows, train_rows + 8)
     redrawn = [targets[shown].numpy()]
-    redrawn += [strokes(torch.sigmoid(model(inputs[shown])).numpy()) for model, _ in trained.values()]
+    redrawn += [converged_strokes(torch.sigmoid(m(inputs[shown])).numpy()) for m, _ in trained.values()]
 
 
 def mosaic(images: np.ndarray, columns: int) -> np.ndarray:

@@ -15,6 +15,7 @@ from zg_asktell.problems import FloatArray
 
 STROKE_POINTS, STROKE_SIZE, STROKE_RADIUS = 6, 16, 0.07
 PIXELS = np.stack(np.meshgrid(*[np.arange(STROKE_SIZE)] * 2, indexing="ij"), -1).reshape(-1, 2)
+SUBPIXEL_STRATA = (np.stack(np.meshgrid(np.arange(8), np.arange(8)), -1).reshape(-1, 2) + 0.5) / 8  # (64, 2)
 HELD_OUT = 256  # the last digits of the shuffled set are held out
 KL_WEIGHT = 1 / 256  # a VAE's KL term against the per-pixel mean squared error: per-pixel sums
 Render = Callable[[np.ndarray], np.ndarray]  # (n, params) -> (n, pixels)
@@ -33,6 +34,21 @@ def strokes(points: np.ndarray, offsets: np.ndarray | None = None) -> FloatArray
     nearest = start + np.clip(along, 0, 1)[..., None] * segment
     distance2 = ((nearest - samples) ** 2).sum(-1).min(1)  # (n, 1, pixels)
     return np.asarray(distance2[:, 0] < STROKE_RADIUS**2, dtype=np.float64)
+
+
+def sampled_strokes(seed: int) -> Render:
+    """The stroke renderer as a Monte Carlo renderer (a path tracer at 1 sample per pixel):
+    each call samples one uniform random point per pixel and image (a generator seeded by
+    ``seed``), so every render is a noisy estimate of :func:`converged_strokes`."""
+    rng = np.random.default_rng(seed)
+    return lambda points: strokes(points, rng.uniform(0, 1, (len(points), *PIXELS.shape)))
+
+
+def converged_strokes(points: np.ndarray) -> FloatArray:
+    """The anti-aliased images: :func:`strokes` averaged over 8x8 stratified sample points."""
+    images = [strokes(points, np.broadcast_to(offset, PIXELS.shape)) for offset in SUBPIXEL_STRATA]
+    mean: FloatArray = np.mean(images, axis=0)
+    return mean
 
 
 def standardised(x: torch.Tensor, train: int) -> torch.Tensor:
