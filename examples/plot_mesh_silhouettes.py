@@ -39,7 +39,7 @@ print(f"{mesh.dim} vertices, start loss {start:.3f}, {budget} evaluations per op
 # ZeroGrads and the peers at equal evaluations
 # --------------------------------------------
 # The start width 0.1 is a fifteenth of the box [-0.5, 1] each radius offset lives in.
-runs = _compare.compare(mesh, sigma=0.1, budget=budget, batch=16, seed=args.seed)
+runs = _compare.compare(mesh, 0.1, budget, 16, optimizers=args.optimizers, seed=args.seed)
 
 # %%
 # Silhouettes: the target, the sphere, ZeroGrads' and the best peer's answers

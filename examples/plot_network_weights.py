@@ -40,7 +40,7 @@ print(f"{network.dim} weights, start loss {start:.3f}, {budget} evaluations per 
 # ZeroGrads and the peers at equal evaluations
 # --------------------------------------------
 # The start width 0.1 is a tenth of the initial weights' spread.
-runs = _compare.compare(network, sigma=0.1, budget=budget, batch=16, seed=args.seed)
+runs = _compare.compare(network, 0.1, budget, 16, optimizers=args.optimizers, seed=args.seed)
 accuracy = {name: network.accuracy(run.answer) for name, run in runs.items()}
 print("held-out accuracy: " + ", ".join(f"{name} {value:.1%}" for name, value in accuracy.items()))
 print(f"(the initial weights: {network.accuracy(network.x0):.1%}; chance: 10%)")
