@@ -12,11 +12,26 @@ evaluations.
 
 Run it with ``python examples/plot_mesh_silhouettes.py`` (2,000 evaluations per optimizer;
 ``--full``: 642 vertices, 64x64-pixel views, 20,000 evaluations). On this machine (2 CPU
-cores shared with other jobs, one thread) the reduced run took about 3 minutes.
+cores shared with other jobs, one thread) the reduced run took 200 s of wall time, 101 s
+of CPU time, and printed (seed 0; the loss is the fraction of pixels that differ):
+
+=========  ==========  ===========  =======
+optimizer  final loss  / ZeroGrads  / start
+=========  ==========  ===========  =======
+ZeroGrads  0.00801     1.00         0.070
+CMA        0.0732      9.15         0.642
+SPSA       0.114       14.2         1.000
+PRDPT      0.00742     0.93         0.065
+ZG-es      0.0133      1.66         0.116
+=========  ==========  ===========  =======
+
 What differs from the paper (``../shared/seed``): a vertex moves along its direction only
-(one parameter per vertex; the paper's vertices move freely), the views are orthographic
-silhouettes of 32x32 pixels rather than shaded images, the target is a procedural shape
-on the same tessellation (its best loss is 0), and no smoothness prior is added.
+(one parameter per vertex; the paper's vertices move freely, and it compared with
+differentiable rendering, Nicolet et al.'s large steps, which has no counterpart here),
+the views are orthographic silhouettes of 32x32 pixels rather than shaded images, the
+target is a procedural shape on the same tessellation (its best loss is 0), no smoothness
+prior is added, and the peers are the paper's minus simulated annealing and the genetic
+algorithm, plus our ``es`` preset.
 """
 
 # %%

@@ -45,19 +45,11 @@ def final_ratio(summary: dict[str, Any], optimizer: str = "ZeroGrads") -> float:
     return float(summary["runs"][optimizer]["losses"][-1] / summary["start"])
 
 
-def test_network_weights_lower_the_cross_entropy_without_backpropagation(tmp_path: Path) -> None:
-    # 4,000 evaluations of a 2,410-weight network: ZeroGrads at 0.55x the start (seed 0).
-    assert final_ratio(run_example("network_weights", tmp_path)) < 0.8
-
-
-def test_mesh_silhouettes_shrink_the_mismatch_tenfold(tmp_path: Path) -> None:
-    # 2,000 evaluations of 162 vertices: ZeroGrads at 0.07x the start (seed 0).
-    assert final_ratio(run_example("mesh_silhouettes", tmp_path)) < 0.3
-
-
 def test_stroke_vae_learns_to_draw_through_the_renderer(tmp_path: Path) -> None:
+    # 64,000 renders: held-out loss 0.43x / 0.44x the start through BlackBox, 0.52x / 0.51x
+    # with ES (seeds 0 / 1).
     summary = run_example("stroke_vae", tmp_path)
-    assert final_ratio(summary) < 0.9 and final_ratio(summary, "ES") < 0.9
+    assert final_ratio(summary) < 0.6 and final_ratio(summary, "ES") < 0.7
 
 
 # name, extra arguments, the largest final loss of ZeroGrads over the start's that passes
@@ -66,6 +58,8 @@ IMPROVEMENT = {
     "led": 0.3,
     "caustic": 0.7,
     "texture": 0.9,
+    "network_weights": 0.7,
+    "mesh_silhouettes": 0.3,
 }
 
 
