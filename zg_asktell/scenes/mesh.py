@@ -98,25 +98,30 @@ class SilhouetteMesh(Problem):
         """(n, views, size, size) silhouettes (0 or 1) of the rows of ``x``."""
         projected = np.einsum("rij,nvj->nrvi", self.rotations, self.vertices(x))[..., :2]
         pixel = (projected + EXTENT) * (self.size / (2 * EXTENT)) - 0.5  # pixel-centre units
-        corners = pixel[:, :, self.faces].astype(np.float32)  # (n, views, faces, 3 corners, 2)
-        low = np.floor(corners.min(3)).astype(np.intp) + 1  # first pixel centre in the box
-        span = int(max(1, (np.ceil(corners.max(3)) - low).max() + 1))  # widest box, pixels
-        low = np.clip(low, -span, self.size)  # boxes wholly outside the image stay outside
-        along = np.roll(corners, -1, axis=3) - corners  # each edge's direction from its start
-        start = low[..., None, :] - corners
-        at_low = along[..., 0] * start[..., 1] - along[..., 1] * start[..., 0]  # edge functions
-        ox, oy = (a.ravel() for a in np.meshgrid(np.arange(span), np.arange(span)))
-        edge = at_low[..., None, :] + along[..., None, :, 0] * oy[:, None]
-        edge -= along[..., None, :, 1] * ox[:, None]  # (n, views, faces, span^2, 3 edges)
-        inside = (edge.min(-1) >= 0) | (edge.max(-1) <= 0)  # either winding: a silhouette
-        n, views = corners.shape[:2]
-        canvas = self.size + 2 * span  # the image with a margin of ``span`` on each side
-        image = np.arange(n * views).reshape(n, views, 1) * canvas**2 + (low[..., 1] + span) * canvas
-        flat = (image + low[..., 0] + span)[..., None] + oy * canvas + ox  # (n, views, faces, span^2)
+        n, views = pixel.shape[:2]
+        corners = pixel[:, :, self.faces].astype(np.float32).reshape(-1, 3, 2)  # every triangle
+        low = np.floor(corners.min(1)).astype(np.intp) + 1  # its box's first pixel centre
+        spans = np.maximum(np.ceil(corners.max(1)) - low + 1, 1).max(1).astype(np.intp)  # box sides
+        margin = int(spans.max())
+        low = np.clip(low, -margin, self.size)  # boxes wholly outside the image stay outside
+        canvas = self.size + 2 * margin  # the image with a margin on each side
+        image = np.repeat(np.arange(n * views), len(self.faces)) * canvas**2
+        first = image + (low[:, 1] + margin) * canvas + low[:, 0] + margin  # flat index of ``low``
         covered = np.zeros(n * views * canvas**2)
-        covered[flat[inside]] = 1.0
-        margin = slice(span, span + self.size)
-        return covered.reshape(n, views, canvas, canvas)[:, :, margin, margin]
+        for width in 2 ** np.arange(int(np.log2(margin)) + 2):  # boxes up to 1, 2, 4, ... pixels
+            pick = np.nonzero((spans <= width) & (spans > width // 2))[0]
+            if not len(pick):
+                continue
+            ox, oy = (a.ravel() for a in np.meshgrid(np.arange(width), np.arange(width)))
+            at, along = corners[pick], np.roll(corners[pick], -1, axis=1) - corners[pick]
+            start = low[pick, None, :] - at
+            at_low = along[..., 0] * start[..., 1] - along[..., 1] * start[..., 0]  # edge functions
+            edge = at_low[:, None, :] + along[:, None, :, 0] * oy[:, None]
+            edge -= along[:, None, :, 1] * ox[:, None]  # (picked, width^2, 3 edges)
+            inside = (edge.min(-1) >= 0) | (edge.max(-1) <= 0)  # either winding: a silhouette
+            covered[(first[pick, None] + oy * canvas + ox)[inside]] = 1.0
+        side = slice(margin, margin + self.size)
+        return covered.reshape(n, views, canvas, canvas)[:, :, side, side]
 
     def losses(self, X: npt.ArrayLike) -> FloatArray:
         result: FloatArray = np.mean(self.render(X) != self.target, axis=(1, 2, 3))
