@@ -25,6 +25,13 @@ PRDPT      0.00742     0.93         0.065
 ZG-es      0.0133      1.66         0.116
 =========  ==========  ===========  =======
 
+Seeds 1 and 2: ZeroGrads 0.053x and 0.068x the start, PRDPT 0.055x and 0.057x, ``es``
+0.082x and 0.053x, CMA-ES 0.62x and 0.68x; SPSA did not move. At the full size a
+shortened run (``--full --budget 320 --optimizers ZeroGrads PRDPT``) took 44 s of CPU time
+for ZeroGrads (574 MB of added peak memory) and 17 s for PRDPT, about 50 ms per
+evaluation in the renderer: the full 20,000 evaluations would take about 2.5 hours of CPU
+time for all five optimizers here (not run).
+
 What differs from the paper (``../shared/seed``): a vertex moves along its direction only
 (one parameter per vertex; the paper's vertices move freely, and it compared with
 differentiable rendering, Nicolet et al.'s large steps, which has no counterpart here),
