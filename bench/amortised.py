@@ -1,16 +1,18 @@
 """Amortisation: training a network through a non-differentiable renderer (docs/surrogate.md).
 
-``python -m bench.amortised [--task bars|discs|discs-mc|strokes|strokes-mc|vae-strokes|vae-strokes-mc]
-[--renders 4000 16000 64000] [--seeds 3] [--settings METHOD:SIGMA:STEP ...]
-[--option NAME=VALUE ...] [--plot PATH]``
+``python -m bench.amortised [--task bars|bars-large|discs|discs-mc|strokes|strokes-mc|vae-strokes|
+vae-strokes-mc] [--renders 4000 16000 64000] [--seeds 3] [--settings METHOD:SIGMA:STEP ...]
+[--option NAME=VALUE ...] [--jobs 2] [--plot PATH]``
 
 An encoder maps each target image to the parameters of a renderer with no useful gradient;
 the loss is the squared error between the image rendered from those parameters and the
-target. Seven tasks:
+target. Eight tasks:
 
 - ``bars``: an MLP encoder (576-64-6) maps each 24x24 image of one hard-edged rotated bar
   to the bar's 6 parameters (``bars``); chosen, with its settings, before any tuning of the
   corrected gradient, as the check on a task none of the defaults were chosen on;
+- ``bars-large``: the same with 32,768 images instead of 2,048 (256 held out in both), so
+  that at long budgets the encoder does not overfit (docs/torch.md);
 - ``discs``: a linear encoder (sigmoid outputs) maps each 16x16x3 image of one disc, drawn
   by the hard-edged ``DiscRaster``, to the disc's 6 parameters;
 - ``discs-mc``: the same through a Monte Carlo renderer (``MonteCarloRaster``: one random
@@ -43,7 +45,9 @@ through the encoder (exactly, by autograd):
 
 All take Adam steps on the encoder; each method's step size and sigma are swept (the
 task's ``GRIDS``, or ``--settings``) and the table shows every setting; the score is the
-true loss on held-out images at equal numbers of renders. ``--option`` passes options to
+true loss on held-out images at equal numbers of renders, and a second table gives the loss
+on 256 training images (the loss the estimators descend: the held-out loss adds how the
+encoder generalises). ``--jobs`` runs in parallel. ``--option`` passes options to
 ``BlackBox`` (the tables in docs/surrogate.md before docs/torch.md were measured with the
 former ``LearnedSmoothing``: ``fit_batch=256 fit_steps=2``).
 """

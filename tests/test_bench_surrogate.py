@@ -89,6 +89,17 @@ def test_bar_renderer_draws_one_hard_edged_bar_whose_angle_wraps() -> None:
     assert not np.array_equal(bars(p + [0, 0, 0.25, 0, 0, 0]), bars(p))  # 45 degrees differs
 
 
+def test_amortised_scores_give_held_out_and_training_losses_of_one_run() -> None:
+    from bench.amortised import TASKS, scores, train
+
+    large = TASKS["bars-large"](0)
+    assert len(large.inputs) == 32768 and large.held_out == 256  # 128x the bars' training images
+    held_out, training, seconds = scores("bars", "es", 0.05, 1e-3, [64, 6400], seed=0)
+    assert seconds > 0 and len(held_out) == len(training) == 2
+    assert training[1] < 0.9 * training[0] and training != held_out  # other images, both learnt
+    assert train("bars", "es", 0.05, 1e-3, [64, 6400], seed=0)[0] == held_out
+
+
 @pytest.mark.parametrize("name", ["discs-mc", "strokes-mc"])
 def test_monte_carlo_tasks_render_noisy_images_that_average_to_their_scored_image(name: str) -> None:
     from bench.amortised import TASKS
