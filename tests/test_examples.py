@@ -52,8 +52,8 @@ def test_stroke_vae_learns_to_draw_through_the_renderer(tmp_path: Path) -> None:
     assert final_ratio(summary) < 0.6 and final_ratio(summary, "ES") < 0.7
 
 
-# name, extra arguments, the largest final loss of ZeroGrads over the start's that passes
-# (seeds 0-2 measured: see each example's docstring).
+# Example -> the largest final loss of ZeroGrads over the start's that passes. Measured at
+# seeds 0, 1, 2: led 0.075, 0.098, 0.110; caustic 0.456, 0.582, 0.386; texture 0.786, 0.807, 0.730.
 IMPROVEMENT = {
     "led": 0.3,
     "caustic": 0.7,
