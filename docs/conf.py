@@ -24,6 +24,7 @@ sphinx_gallery_conf = {
     "examples_dirs": "../examples",
     "gallery_dirs": "auto_examples",
     "filename_pattern": r"/plot_",
+    "ignore_pattern": r"__init__\.py|(^|[\\/])_\w*\.py$",  # helpers such as _compare.py: no page
     "download_all_examples": False,
     "remove_config_comments": True,
 }
