@@ -21,6 +21,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+import cma
 import matplotlib.pyplot as plt
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
@@ -65,6 +66,17 @@ class Run:
 def run_one(optimizer: str, setting: Setting) -> Run:
     """``optimizer`` (a name of ``bench.peers.OPTIMIZERS``) for ``setting.budget`` evaluations;
     the candidates of each ask are evaluated at once (``Problem.losses``)."""
+    # Nevergrad peers switch pycma's TPA step-size rule off for the whole process (see
+    # bench/peers.py); restored after each run so that sep-CMA's result does not depend on
+    # which optimizers ran before it in the same process (the gallery runs every example in one).
+    tpa_dimension = cma.evolution_strategy.TPA_dimension
+    try:
+        return _run(optimizer, setting)
+    finally:
+        cma.evolution_strategy.TPA_dimension = tpa_dimension
+
+
+def _run(optimizer: str, setting: Setting) -> Run:
     problem = setting.problem
     marks = checkpoints(setting.budget, setting.batch)
     evaluations: list[int] = []
