@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Callable
+from dataclasses import replace
 
 import numpy as np
 import pytest
 import torch
 
-from zg_asktell import ZeroGrads
-from zg_asktell._control import utilities
+from zg_asktell import ZeroGrads, preset
+from zg_asktell._control import Adaptive, Observation, utilities
 from zg_asktell._targets import LossScaler, ties
 
 
@@ -40,6 +41,26 @@ def test_sigma_grows_on_a_plateau_and_stops_once_the_loss_changes() -> None:
     assert sigmas[9] == pytest.approx(0.01 * np.exp(0.2 * 10), rel=1e-6)  # every pair tied
     assert 0.1 < sigmas[-1] < 10.0
     assert float(np.sum(np.round(opt.theta) ** 2)) == 0.0
+
+
+@pytest.mark.parametrize(("budget", "share"), [(None, 1.0), (3_200, 1.0), (32_000, 0.1)])
+def test_a_long_planned_run_spreads_the_width_rule_over_its_length(budget: int | None, share: float) -> None:
+    opt = ZeroGrads(np.full(20, 0.3), 0.01, seed=0, budget=budget)
+    _run(opt, lambda x: float(np.sum(np.round(x) ** 2)), 10)  # every pair tied: a plateau
+    # Up to 200 updates of 16 the full growth; a run ten times longer grows ten times slower.
+    assert opt.history[9, 1] == pytest.approx(0.01 * np.exp(share * 0.2 * 10), rel=1e-6)
+
+
+@pytest.mark.parametrize(("budget", "decay"), [(None, 0.0), (32_000, 0.05 * 0.1 * 0.9)])
+def test_a_long_planned_run_anneals_its_step_where_steps_do_not_pay(budget: int | None, decay: float) -> None:
+    control = Adaptive(preset("default"), dim=10, budget=budget, max_sigma=10.0)
+    start = control.lr(0)
+    offsets = torch.eye(10, dtype=torch.float64)
+    ones = torch.ones(10, dtype=torch.float64)
+    flat = Observation(offsets, torch.zeros(10, dtype=torch.float64), 0.0, 0 * ones, ones, ones)
+    for _ in range(20):  # a gradient across the last step: no sign the step is too short or too long
+        control.observe(replace(flat, gradient=torch.tensor([1.0, -1.0] * 5, dtype=torch.float64)))
+    assert control.lr(0) == pytest.approx(start * np.exp(-20 * decay), rel=1e-9)
 
 
 def test_sigma_shrinks_when_near_samples_rank_first() -> None:

@@ -9,7 +9,8 @@ shows it one :class:`Observation` per update. Two rules ship:
   (the step was too short) and shrinks when it points back (overshoot, or noise: an
   automatic anneal). The width shrinks when the batch ranks its closer samples first
   (curvature dominates the slope: the smoothing biases the gradient) and grows when
-  antithetic pairs tie (a plateau: the width is below the loss's steps).
+  antithetic pairs tie (a plateau: the width is below the loss's steps). A long planned run
+  spreads the width's drift over its length and anneals the step.
 * :class:`Schedule` (``control="schedule"``): the open-loop rule of earlier versions:
   sigma annealed geometrically over the budget, a step scaled to the horizon and dimension.
 """
@@ -119,6 +120,12 @@ class Schedule:
 _STEP_RATE = 0.05  # log-step change per update per unit of the normalised directional signal
 _STEP_SIGNAL_CLIP = 3.0  # the signal is N(0, 1) under pure noise: clipped against rare outliers
 _WIDTH_RATE = 0.1  # log-sigma change per update per unit of the ranking signal
+# A planned run longer than _HORIZON updates slows the width's rule by _HORIZON / updates (its
+# total drift stays that of a 200-update run: on a sum of stairs the ranking signal keeps its
+# size at every width, and sigma would fall through them exponentially), and the step asks
+# for a directional signal of _STEP_BIAS * (1 - that share) before it grows (it anneals).
+_HORIZON = 200
+_STEP_BIAS = 0.1
 _PLATEAU_RATE = 0.2  # log-sigma growth per update when every loss of the batch is equal
 _LOG_LR_RANGE = (math.log(1e-4), math.log(0.5))  # the step: at most half a sigma per coordinate
 _LOG_SIGMA_RANGE = (math.log(1e-6), math.log(1e3))
@@ -138,6 +145,10 @@ class Adaptive:
     sqrt(2 d)`` with SNES's fitness-shaping weights, is negative when near samples rank first
     (sigma too wide for the loss's curvature) and near zero on a slope or on noise; equal
     losses across the batch (a plateau) add growth. ``log sigma += rate * signal + plateau_rate * ties``.
+
+    Horizon: a budget of more than 200 updates scales the width's change by ``200 / updates``
+    and makes the step anneal (``z - 0.1 (1 - 200 / updates)``); without a budget, or up to
+    200 updates, neither applies (docs/robustness.md, "30,000 evaluations").
     Adam sees the gradient in units of the current sigma, so its moments carry across
     changes of width.
     """
@@ -149,6 +160,8 @@ class Adaptive:
         self.log_lr = _clamp(math.log(config.lr or _horizon_lr(config, budget)), _LOG_LR_RANGE)
         self.max_log_sigma = min(_LOG_SIGMA_RANGE[1], math.log(max_sigma))
         self.log_sigma = min(0.0, self.max_log_sigma)  # the user's sigma, unless wider than the box allows
+        # The share of the width rule a planned run gets: 1 without a budget or up to _HORIZON updates.
+        self.horizon = min(1.0, _HORIZON * config.batch_size / budget) if budget else 1.0
 
     def sigma(self, told: int) -> float:
         return math.exp(self.log_sigma)
@@ -163,9 +176,10 @@ class Adaptive:
             if noise > 0:
                 signal = -float(observation.gradient @ step) / noise
                 clipped = max(-_STEP_SIGNAL_CLIP, min(_STEP_SIGNAL_CLIP, signal))
+                clipped -= _STEP_BIAS * (1 - self.horizon)  # a long run's step anneals
                 self.log_lr = _clamp(self.log_lr + _STEP_RATE * clipped, _LOG_LR_RANGE)
         width = _WIDTH_RATE * _ranking_signal(observation.targets, observation.offsets, self.dim)
-        width += _PLATEAU_RATE * observation.ties
+        width = self.horizon * (width + _PLATEAU_RATE * observation.ties)
         self.log_sigma = _clamp(self.log_sigma + width, (_LOG_SIGMA_RANGE[0], self.max_log_sigma))
 
     def state_dict(self) -> dict[str, Any]:
