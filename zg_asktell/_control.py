@@ -145,12 +145,12 @@ class Adaptive:
     sqrt(2 d)`` with SNES's fitness-shaping weights, is negative when near samples rank first
     (sigma too wide for the loss's curvature) and near zero on a slope or on noise; equal
     losses across the batch (a plateau) add growth. ``log sigma += rate * signal + plateau_rate * ties``.
+    Adam sees the gradient in units of the current sigma, so its moments carry across
+    changes of width.
 
     Horizon: a budget of more than 200 updates scales the width's change by ``200 / updates``
     and makes the step anneal (``z - 0.1 (1 - 200 / updates)``); without a budget, or up to
     200 updates, neither applies (docs/robustness.md, "30,000 evaluations").
-    Adam sees the gradient in units of the current sigma, so its moments carry across
-    changes of width.
     """
 
     scaled_gradient = True
