@@ -161,7 +161,8 @@ class Adaptive:
         self.max_log_sigma = min(_LOG_SIGMA_RANGE[1], math.log(max_sigma))
         self.log_sigma = min(0.0, self.max_log_sigma)  # the user's sigma, unless wider than the box allows
         # The share of the width rule a planned run gets: 1 without a budget or up to _HORIZON updates.
-        self.horizon = min(1.0, _HORIZON * config.batch_size / budget) if budget else 1.0
+        updates = _planned_updates(config, budget)
+        self.horizon = 1.0 if updates is None else min(1.0, _HORIZON / updates)
 
     def sigma(self, told: int) -> float:
         return math.exp(self.log_sigma)
@@ -192,10 +193,15 @@ class Adaptive:
 def _horizon_lr(config: ZeroGradsConfig, budget: int | None) -> float:
     """``2.5 / sqrt(updates)`` clipped to [0.02, 1] with a budget, else 0.1: the schedule's
     step, and the adaptive step's start (a short budget cannot wait for it to grow)."""
-    if budget is None:
+    updates = _planned_updates(config, budget)
+    if updates is None:
         return _DEFAULT_LR
-    updates = max(1.0, budget / config.batch_size)
     return min(_MAX_LR, max(_MIN_LR, _HORIZON_LR / math.sqrt(updates)))
+
+
+def _planned_updates(config: ZeroGradsConfig, budget: int | None) -> float | None:
+    """Updates the budget holds (at least 1), None without a budget."""
+    return None if budget is None else max(1.0, budget / config.batch_size)
 
 
 def _clamp(value: float, bounds: tuple[float, float]) -> float:
