@@ -63,6 +63,19 @@ def test_a_long_planned_run_anneals_its_step_where_steps_do_not_pay(budget: int 
     assert control.lr(0) == pytest.approx(start * np.exp(-20 * decay), rel=1e-9)
 
 
+@pytest.mark.parametrize(("lr", "growth"), [(0.5, 20 * 0.5 * 0.05 * 3), (0.01, 0.0)])
+def test_a_step_held_at_its_cap_widens_sigma(lr: float, growth: float) -> None:
+    control = Adaptive(preset("default", lr=lr), dim=10, budget=None, max_sigma=100.0)
+    offsets = torch.eye(10, dtype=torch.float64)
+    ones = torch.ones(10, dtype=torch.float64)
+    downhill = Observation(offsets, torch.zeros(10, dtype=torch.float64), 0.0, -ones, ones, ones)
+    for _ in range(20):  # every step paid: the step asks to grow, by 3 noise units
+        control.observe(downhill)
+    # At the cap (half a sigma) half the refused growth widens sigma; below it the step grows alone.
+    assert control.sigma(0) == pytest.approx(np.exp(growth), rel=1e-9)
+    assert control.lr(0) / control.sigma(0) == pytest.approx(min(0.5, lr * np.exp(20 * 0.05 * 3)), rel=1e-9)
+
+
 def test_sigma_shrinks_when_near_samples_rank_first() -> None:
     opt = ZeroGrads(np.zeros(100), 1.0, seed=0)
     _run(opt, lambda x: float(np.sum(x**2)), 40)  # at the minimum, the nearest samples win

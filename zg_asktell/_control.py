@@ -9,8 +9,9 @@ shows it one :class:`Observation` per update. Two rules ship:
   (the step was too short) and shrinks when it points back (overshoot, or noise: an
   automatic anneal). The width shrinks when the batch ranks its closer samples first
   (curvature dominates the slope: the smoothing biases the gradient) and grows when
-  antithetic pairs tie (a plateau: the width is below the loss's steps). A long planned run
-  spreads the width's drift over its length and anneals the step.
+  antithetic pairs tie (a plateau: the width is below the loss's steps) or the step, held
+  at its cap of half a width, still asks to grow. A long planned run spreads the width's
+  drift over its length and anneals the step.
 * :class:`Schedule` (``control="schedule"``): the open-loop rule of earlier versions:
   sigma annealed geometrically over the budget, a step scaled to the horizon and dimension.
 """
@@ -128,6 +129,9 @@ _HORIZON = 200
 _STEP_BIAS = 0.1
 _PLATEAU_RATE = 0.2  # log-sigma growth per update when every loss of the batch is equal
 _LOG_LR_RANGE = (math.log(1e-4), math.log(0.5))  # the step: at most half a sigma per coordinate
+# A step held at that cap while its signal asks for more widens sigma by this share of the
+# growth it was refused (the width, not the step, is then what keeps the steps short).
+_WIDTH_FROM_STEP = 0.5
 _LOG_SIGMA_RANGE = (math.log(1e-6), math.log(1e3))
 
 
@@ -145,6 +149,9 @@ class Adaptive:
     sqrt(2 d)`` with SNES's fitness-shaping weights, is negative when near samples rank first
     (sigma too wide for the loss's curvature) and near zero on a slope or on noise; equal
     losses across the batch (a plateau) add growth. ``log sigma += rate * signal + plateau_rate * ties``.
+    The step is capped at half a sigma per coordinate; growth the cap refuses widens sigma by
+    half as much (as a long evolution path does in CMA-ES: the samples are too close together
+    for the distance theta still travels).
     Adam sees the gradient in units of the current sigma, so its moments carry across
     changes of width.
 
@@ -171,6 +178,8 @@ class Adaptive:
         return math.exp(self.log_lr + self.log_sigma)
 
     def observe(self, observation: Observation) -> None:
+        width = _WIDTH_RATE * _ranking_signal(observation.targets, observation.offsets, self.dim)
+        width = self.horizon * (width + _PLATEAU_RATE * observation.ties)
         if observation.last_step is not None:
             step = observation.last_step
             noise = float(torch.sqrt(((observation.spread * step) ** 2).sum()))
@@ -178,9 +187,10 @@ class Adaptive:
                 signal = -float(observation.gradient @ step) / noise
                 clipped = max(-_STEP_SIGNAL_CLIP, min(_STEP_SIGNAL_CLIP, signal))
                 clipped -= _STEP_BIAS * (1 - self.horizon)  # a long run's step anneals
-                self.log_lr = _clamp(self.log_lr + _STEP_RATE * clipped, _LOG_LR_RANGE)
-        width = _WIDTH_RATE * _ranking_signal(observation.targets, observation.offsets, self.dim)
-        width = self.horizon * (width + _PLATEAU_RATE * observation.ties)
+                wanted = self.log_lr + _STEP_RATE * clipped
+                self.log_lr = _clamp(wanted, _LOG_LR_RANGE)
+                # A step at its cap that still asks to grow: the samples are too close together.
+                width += _WIDTH_FROM_STEP * max(0.0, wanted - self.log_lr)
         self.log_sigma = _clamp(self.log_sigma + width, (_LOG_SIGMA_RANGE[0], self.max_log_sigma))
 
     def state_dict(self) -> dict[str, Any]:
