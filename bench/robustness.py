@@ -119,11 +119,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
+    command = "python -m bench.robustness " + " ".join(argv if argv is not None else sys.argv[1:])
     if args.from_results:
         merged = {}
         for path in args.from_results:
             merged.update({run.task: run for run in _load(path)[1]})
         results = list(merged.values())
+        data: dict[str, object] = {"command": command, "merged_from": [str(p) for p in args.from_results]}
     else:
         import os
 
@@ -139,13 +141,13 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         results = execute(run_task, tasks, 2, _died, done)
         data = {
-            "command": "python -m bench.robustness " + " ".join(argv if argv is not None else sys.argv[1:]),
+            "command": command,
             "machine": machine(),
             "versions": versions(),
             "wall_seconds": time.perf_counter() - clock,
         }
-        runs = [asdict(r) for r in results]
-        (args.out / "results.json").write_text(json.dumps({**data, "runs": runs}, indent=1))
+    runs = [asdict(r) for r in results]
+    (args.out / "results.json").write_text(json.dumps({**data, "runs": runs}, indent=1))
     present = {r.task.optimizer for r in results}
     names = [n for n in args.optimizers if n in OURS and n in present]
     names += [n for n in args.optimizers if n not in OURS and n in present]

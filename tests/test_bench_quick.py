@@ -131,3 +131,32 @@ def test_snes_keeps_its_answer_inside_the_box(monkeypatch: pytest.MonkeyPatch) -
         X = snes.ask(16)
         snes.tell(X, X.sum(axis=1))
     assert np.all(snes.recommend() >= -1.0) and snes.recommend().mean() < -0.9
+
+
+def test_robustness_merge_writes_the_merged_results_later_files_first(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.syspath_prepend(str(ROOT))
+    from dataclasses import asdict
+
+    from bench.robustness import main
+    from bench.run import RunResult, Task
+
+    def results(name: str, loss: float, optimizers: tuple[str, ...]) -> Path:
+        scales = (0.1, 1.0)
+        tasks = [Task("sphere", 10, o, 0, 64, 16, 60.0, 4.0, s) for o in optimizers for s in scales]
+        path = tmp_path / f"{name}.json"
+        path.write_text(json.dumps({"runs": [asdict(RunResult(t, loss, curve=[(64, loss)])) for t in tasks]}))
+        return path
+
+    first, rerun = results("first", 2.0, ("ZeroGrads", "sep-CMA")), results("rerun", 1.0, ("ZeroGrads",))
+    assert main(["--from-results", str(first), str(rerun), "--out", str(tmp_path / "merged")]) == 0
+    merged = json.loads((tmp_path / "merged" / "results.json").read_text())
+    losses = {(r["task"]["optimizer"], r["task"]["sigma_scale"]): r["loss"] for r in merged["runs"]}
+    assert losses == {
+        ("ZeroGrads", 0.1): 1.0,
+        ("ZeroGrads", 1.0): 1.0,
+        ("sep-CMA", 0.1): 2.0,
+        ("sep-CMA", 1.0): 2.0,
+    }
+    assert merged["merged_from"] == [str(first), str(rerun)]
