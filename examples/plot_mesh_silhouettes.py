@@ -12,25 +12,26 @@ evaluations.
 
 Run it with ``python examples/plot_mesh_silhouettes.py`` (2,000 evaluations per optimizer;
 ``--full``: 642 vertices, 64x64-pixel views, 20,000 evaluations). On this machine (2 CPU
-cores shared with other jobs, one thread) the reduced run took 200 s of wall time, 101 s
-of CPU time, and printed (seed 0; the loss is the fraction of pixels that differ):
+cores shared with other jobs, one thread) the reduced run took 104 s of CPU time and
+printed (seed 0; the loss is the fraction of pixels that differ):
 
 =========  ==========  ===========  =======
 optimizer  final loss  / ZeroGrads  / start
 =========  ==========  ===========  =======
-ZeroGrads  0.00801     1.00         0.070
-CMA        0.0732      9.15         0.642
-SPSA       0.114       14.2         1.000
-PRDPT      0.00742     0.93         0.065
-ZG-es      0.0133      1.66         0.116
+ZeroGrads  0.00859     1.00         0.075
+CMA        0.0732      8.52         0.642
+SPSA       0.114       13.3         1.000
+PRDPT      0.00742     0.86         0.065
+ZG-es      0.00918     1.07         0.080
 =========  ==========  ===========  =======
 
-Seeds 1 and 2: ZeroGrads 0.053x and 0.068x the start, PRDPT 0.055x and 0.057x, ``es``
-0.082x and 0.053x, CMA-ES 0.62x and 0.68x; SPSA did not move. At the full size a
-shortened run (``--full --budget 320 --optimizers ZeroGrads PRDPT``) took 44 s of CPU time
-for ZeroGrads (574 MB of added peak memory) and 17 s for PRDPT, about 50 ms per
-evaluation in the renderer: the full 20,000 evaluations would take about 2.5 hours of CPU
-time for all five optimizers here (not run).
+(Before version 0.2's step-cap rule, a step held at its cap widening the width: ZeroGrads
+0.070 of the start, ``es`` 0.116.) Measured before it, seeds 1 and 2: ZeroGrads 0.053x and
+0.068x the start, PRDPT 0.055x and 0.057x, ``es`` 0.082x and 0.053x, CMA-ES 0.62x and
+0.68x; SPSA did not move. At the full size a shortened run (``--full --budget 320
+--optimizers ZeroGrads PRDPT``) took 44 s of CPU time for ZeroGrads (574 MB of added peak
+memory) and 17 s for PRDPT, about 50 ms per evaluation in the renderer: the full 20,000
+evaluations would take about 2.5 hours of CPU time for all five optimizers here (not run).
 
 What differs from the paper (``../shared/seed``): a vertex moves along its direction only
 (one parameter per vertex; the paper's vertices move freely, and it compared with
