@@ -23,8 +23,8 @@ of wall time); seed 0 gave (loss: mean squared error of the screen; CPU seconds)
 
 The ``es`` preset, PRDPT and ZeroGrads are close, far ahead of CMA-ES; Nevergrad's SPSA
 probes at 0.1 sigma, a step too small to switch any LED, so it never leaves the start.
-Seed 0 is ZeroGrads' worst of five: over seeds 0-4 (``--seed N --optimizers ZeroGrads ZG-
-es``) its median is 0.0615 and the ``es`` preset's 0.0551, against 0.0760 and 0.0673
+Seed 0 is ZeroGrads' worst of five: over seeds 0-4 (``--seed N --optimizers ZeroGrads
+ZG-es``) its median is 0.0615 and the ``es`` preset's 0.0551, against 0.0760 and 0.0673
 before version 0.2's step-cap rule (a step held at its cap widens the width). This table's
 earlier figures (ZeroGrads 0.0611, ``es`` 0.0935) came from an earlier version of the
 controller.
