@@ -133,7 +133,7 @@ def test_snes_keeps_its_answer_inside_the_box(monkeypatch: pytest.MonkeyPatch) -
     assert np.all(snes.recommend() >= -1.0) and snes.recommend().mean() < -0.9
 
 
-def test_robustness_merge_writes_the_merged_results_later_files_first(
+def test_robustness_merge_writes_the_merged_results_a_later_file_wins(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.syspath_prepend(str(ROOT))

@@ -10,8 +10,8 @@ shows it one :class:`Observation` per update. Two rules ship:
   automatic anneal). The width shrinks when the batch ranks its closer samples first
   (curvature dominates the slope: the smoothing biases the gradient) and grows when
   antithetic pairs tie (a plateau: the width is below the loss's steps) or the step, held
-  at its cap of half a width, still asks to grow. A long planned run spreads the width's
-  drift over its length and anneals the step.
+  at its cap of half a width, still asks to grow. A long planned run spreads the ranking
+  and plateau terms over its length and anneals the step.
 * :class:`Schedule` (``control="schedule"``): the open-loop rule of earlier versions:
   sigma annealed geometrically over the budget, a step scaled to the horizon and dimension.
 """
@@ -137,7 +137,8 @@ _LOG_SIGMA_RANGE = (math.log(1e-6), math.log(1e3))
 
 class Adaptive:
     """Closed loop: the step from the sign of the new gradient along the last step, the
-    width from the batch's ranking of near and far samples and from plateaus.
+    width from the batch's ranking of near and far samples, from plateaus and from a step
+    held at its cap.
 
     Step: ``z = -g_t . s_{t-1} / sqrt(sum v_i s_i^2)`` is the directional derivative of the
     smoothed loss at the new point along the last step ``s``, in units of its noise (a fresh
@@ -148,16 +149,18 @@ class Adaptive:
     Width: the rank-weighted excess of the samples' squared radii, ``sum_k w_k (|u_k|^2 - d) /
     sqrt(2 d)`` with SNES's fitness-shaping weights, is negative when near samples rank first
     (sigma too wide for the loss's curvature) and near zero on a slope or on noise; equal
-    losses across the batch (a plateau) add growth. ``log sigma += rate * signal + plateau_rate * ties``.
-    The step is capped at half a sigma per coordinate; growth the cap refuses widens sigma by
-    half as much (as a long evolution path does in CMA-ES: the samples are too close together
-    for the distance theta still travels).
+    losses across the batch (a plateau) add growth. The step is capped at half a sigma per
+    coordinate; growth the cap refuses widens sigma by half as much (as a long evolution
+    path does in CMA-ES: the samples are too close together for the distance theta still
+    travels). ``log sigma += h (rate * signal + plateau_rate * ties) + 0.5 refused``, with
+    ``h`` the horizon's share below.
     Adam sees the gradient in units of the current sigma, so its moments carry across
     changes of width.
 
-    Horizon: a budget of more than 200 updates scales the width's change by ``200 / updates``
-    and makes the step anneal (``z - 0.1 (1 - 200 / updates)``); without a budget, or up to
-    200 updates, neither applies (docs/robustness.md, "30,000 evaluations").
+    Horizon: a budget of more than 200 updates scales the ranking and plateau terms by
+    ``h = 200 / updates`` (not the step cap's widening) and makes the step anneal
+    (``z - 0.1 (1 - h)``); without a budget, or up to 200 updates, ``h = 1`` and neither
+    applies (docs/robustness.md, "30,000 evaluations").
     """
 
     scaled_gradient = True
