@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Callable
-from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -51,26 +50,28 @@ def test_a_long_planned_run_spreads_the_width_rule_over_its_length(budget: int |
     assert opt.history[9, 1] == pytest.approx(0.01 * np.exp(share * 0.2 * 10), rel=1e-6)
 
 
+def _along_last_step(gradient: list[float]) -> Observation:
+    """An update of 10 variables with equal losses, no ties, last step and spread all ones."""
+    ones = torch.ones(10, dtype=torch.float64)
+    zeros = torch.zeros(10, dtype=torch.float64)
+    offsets = torch.eye(10, dtype=torch.float64)
+    return Observation(offsets, zeros, 0.0, torch.tensor(gradient, dtype=torch.float64), ones, ones)
+
+
 @pytest.mark.parametrize(("budget", "decay"), [(None, 0.0), (32_000, 0.05 * 0.1 * 0.9)])
 def test_a_long_planned_run_anneals_its_step_where_steps_do_not_pay(budget: int | None, decay: float) -> None:
     control = Adaptive(preset("default"), dim=10, budget=budget, max_sigma=10.0)
     start = control.lr(0)
-    offsets = torch.eye(10, dtype=torch.float64)
-    ones = torch.ones(10, dtype=torch.float64)
-    flat = Observation(offsets, torch.zeros(10, dtype=torch.float64), 0.0, 0 * ones, ones, ones)
     for _ in range(20):  # a gradient across the last step: no sign the step is too short or too long
-        control.observe(replace(flat, gradient=torch.tensor([1.0, -1.0] * 5, dtype=torch.float64)))
+        control.observe(_along_last_step([1.0, -1.0] * 5))
     assert control.lr(0) == pytest.approx(start * np.exp(-20 * decay), rel=1e-9)
 
 
 @pytest.mark.parametrize(("lr", "growth"), [(0.5, 20 * 0.5 * 0.05 * 3), (0.01, 0.0)])
 def test_a_step_held_at_its_cap_widens_sigma(lr: float, growth: float) -> None:
     control = Adaptive(preset("default", lr=lr), dim=10, budget=None, max_sigma=100.0)
-    offsets = torch.eye(10, dtype=torch.float64)
-    ones = torch.ones(10, dtype=torch.float64)
-    downhill = Observation(offsets, torch.zeros(10, dtype=torch.float64), 0.0, -ones, ones, ones)
     for _ in range(20):  # every step paid: the step asks to grow, by 3 noise units
-        control.observe(downhill)
+        control.observe(_along_last_step([-1.0] * 10))
     # At the cap (half a sigma) half the refused growth widens sigma; below it the step grows alone.
     assert control.sigma(0) == pytest.approx(np.exp(growth), rel=1e-9)
     assert control.lr(0) / control.sigma(0) == pytest.approx(min(0.5, lr * np.exp(20 * 0.05 * 3)), rel=1e-9)

@@ -121,9 +121,10 @@ class Schedule:
 _STEP_RATE = 0.05  # log-step change per update per unit of the normalised directional signal
 _STEP_SIGNAL_CLIP = 3.0  # the signal is N(0, 1) under pure noise: clipped against rare outliers
 _WIDTH_RATE = 0.1  # log-sigma change per update per unit of the ranking signal
-# A planned run longer than _HORIZON updates slows the width's rule by _HORIZON / updates (its
-# total drift stays that of a 200-update run: on a sum of stairs the ranking signal keeps its
-# size at every width, and sigma would fall through them exponentially), and the step asks
+# A planned run longer than _HORIZON updates slows the width's ranking and plateau terms by
+# _HORIZON / updates (their total drift stays that of a 200-update run: on a sum of stairs the
+# ranking signal keeps its size at every width, and sigma would fall through them
+# exponentially), and the step asks
 # for a directional signal of _STEP_BIAS * (1 - that share) before it grows (it anneals).
 _HORIZON = 200
 _STEP_BIAS = 0.1
