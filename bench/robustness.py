@@ -37,7 +37,7 @@ def build(args: argparse.Namespace) -> list[Task]:
         make_problem(family, int(dim))  # fail early on an unknown family or dimension
         for multiplier in args.multipliers:
             for name in args.optimizers:
-                for seed in range(args.seeds):
+                for seed in range(args.first_seed, args.first_seed + args.seeds):
                     for budget in args.budgets:
                         tasks.append(
                             Task(family, int(dim), name, seed, budget, 16, args.time_cap, 4.0, multiplier)
@@ -107,6 +107,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--multipliers", nargs="+", type=float, default=[0.1, 0.3, 1.0, 3.0, 10.0])
     parser.add_argument("--budgets", nargs="+", type=int, default=[3000])
     parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument(
+        "--first-seed",
+        type=int,
+        default=0,
+        help="seeds run are FIRST_SEED .. FIRST_SEED+SEEDS-1 (add seeds, then merge)",
+    )
     parser.add_argument("--time-cap", type=float, default=1800.0)
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "robustness")
     parser.add_argument(

@@ -160,3 +160,23 @@ def test_robustness_merge_writes_the_merged_results_a_later_file_wins(
         ("sep-CMA", 1.0): 2.0,
     }
     assert merged["merged_from"] == [str(first), str(rerun)]
+
+
+def test_robustness_first_seed_adds_seeds_without_rerunning_the_earlier_ones(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.syspath_prepend(str(ROOT))
+    import argparse
+
+    from bench.robustness import build
+
+    args = argparse.Namespace(
+        problems=["sphere:10"],
+        optimizers=["ZeroGrads"],
+        multipliers=[1.0],
+        budgets=[64],
+        seeds=2,
+        first_seed=2,
+        time_cap=60.0,
+    )
+    assert sorted(task.seed for task in build(args)) == [2, 3]
