@@ -100,7 +100,8 @@ def plot(results: Sequence[RunResult], optimizers: Sequence[str], out: Path) -> 
     return paths
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def arguments() -> argparse.ArgumentParser:
+    """The command line of ``python -m bench.robustness``."""
     parser = argparse.ArgumentParser(prog="python -m bench.robustness", description=__doc__.splitlines()[0])
     parser.add_argument("--problems", nargs="+", default=[*TRAINING, *HELD_OUT], metavar="FAMILY:DIM")
     parser.add_argument("--optimizers", nargs="+", default=[DEFAULT, *PEERS], choices=list(OPTIMIZERS))
@@ -123,7 +124,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="re-render these results.json files instead of running (a later file's run replaces "
         "an earlier one's of the same task: rerun one optimizer and merge)",
     )
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = arguments().parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
     command = "python -m bench.robustness " + " ".join(argv if argv is not None else sys.argv[1:])
     if args.from_results:

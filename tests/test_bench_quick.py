@@ -166,17 +166,11 @@ def test_robustness_first_seed_adds_seeds_without_rerunning_the_earlier_ones(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.syspath_prepend(str(ROOT))
-    import argparse
+    from bench.robustness import arguments, build
 
-    from bench.robustness import build
-
-    args = argparse.Namespace(
-        problems=["sphere:10"],
-        optimizers=["ZeroGrads"],
-        multipliers=[1.0],
-        budgets=[64],
-        seeds=2,
-        first_seed=2,
-        time_cap=60.0,
+    args = arguments().parse_args(["--problems", "sphere:10", "--optimizers", "ZeroGrads", "--seeds", "2"])
+    assert sorted({task.seed for task in build(args)}) == [0, 1]
+    args = arguments().parse_args(
+        ["--problems", "sphere:10", "--optimizers", "ZeroGrads", "--seeds", "2", "--first-seed", "2"]
     )
-    assert sorted(task.seed for task in build(args)) == [2, 3]
+    assert sorted({task.seed for task in build(args)}) == [2, 3]
