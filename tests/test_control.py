@@ -51,7 +51,8 @@ def test_a_long_planned_run_spreads_the_width_rule_over_its_length(budget: int |
 
 
 def _along_last_step(gradient: list[float]) -> Observation:
-    """An update of 10 variables with equal losses, no ties, last step and spread all ones."""
+    """An update of 10 variables whose last step and spread are all ones; its losses are all
+    zero (no ranking signal) and its ties are given as 0 (no plateau term)."""
     ones = torch.ones(10, dtype=torch.float64)
     zeros = torch.zeros(10, dtype=torch.float64)
     offsets = torch.eye(10, dtype=torch.float64)

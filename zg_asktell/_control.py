@@ -124,8 +124,8 @@ _WIDTH_RATE = 0.1  # log-sigma change per update per unit of the ranking signal
 # A planned run longer than _HORIZON updates slows the width's ranking and plateau terms by
 # _HORIZON / updates (their total drift stays that of a 200-update run: on a sum of stairs the
 # ranking signal keeps its size at every width, and sigma would fall through them
-# exponentially), and the step asks
-# for a directional signal of _STEP_BIAS * (1 - that share) before it grows (it anneals).
+# exponentially), and the step asks for a directional signal of _STEP_BIAS * (1 - that
+# share) before it grows (it anneals).
 _HORIZON = 200
 _STEP_BIAS = 0.1
 _PLATEAU_RATE = 0.2  # log-sigma growth per update when every loss of the batch is equal
