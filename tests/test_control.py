@@ -12,6 +12,7 @@ import torch
 
 from zg_asktell import ZeroGrads, preset
 from zg_asktell._control import Adaptive, Observation, utilities
+from zg_asktell._estimators import ESEstimator
 from zg_asktell._targets import LossScaler, ties
 
 
@@ -82,6 +83,38 @@ def test_sigma_shrinks_when_near_samples_rank_first() -> None:
     opt = ZeroGrads(np.zeros(100), 1.0, seed=0)
     _run(opt, lambda x: float(np.sum(x**2)), 40)  # at the minimum, the nearest samples win
     assert opt.history[-1, 1] < 0.5
+
+
+def test_the_width_narrows_where_the_loss_is_steep() -> None:
+    steep = np.r_[np.full(10, 100.0), np.ones(10)]
+    opt = ZeroGrads(np.zeros(20), 1.0, seed=0)
+    _run(opt, lambda x: float(np.sum(steep * x**2)), 100)  # at the minimum: curvature sets the widths
+    sigma, step = opt.sigma, opt.step_size
+    assert np.median(sigma[:10]) < np.median(sigma[10:]) / 2
+    np.testing.assert_allclose(step / sigma, step[0] / sigma[0])  # the step follows the width
+    assert np.exp(np.mean(np.log(sigma))) == pytest.approx(opt.history[-1, 1], rel=1e-9)
+
+
+@pytest.mark.parametrize(("budget", "share"), [(None, 1.0), (32_000, np.sqrt(0.1))])
+def test_the_shape_moves_with_each_coordinates_ranking(budget: int | None, share: float) -> None:
+    control = Adaptive(preset("default"), dim=3, budget=budget, max_sigma=10.0)
+    near, far = [0.2, 1.0, 2.0], [1.0, 1.0, 1.0]
+    offsets = torch.tensor([near, far], dtype=torch.float64)
+    targets = torch.tensor([0.0, 1.0], dtype=torch.float64)  # near in the first coordinate ranks first
+    control.observe(Observation(offsets, targets, 0.0, torch.zeros(3), torch.ones(3), None))
+    signals = 0.5 * (offsets[0] ** 2 - offsets[1] ** 2) / np.sqrt(2)  # weights +1/2, -1/2
+    expected = share * 0.03 * (signals - signals.mean())  # 2,000 updates: noise of a 200-update run
+    np.testing.assert_allclose(np.log(control.shape().numpy()), expected.numpy(), rtol=1e-9)
+    assert float(control.shape()[0]) < 1.0 < float(control.shape()[2])
+
+
+def test_a_width_with_a_shape_gives_the_stein_gradient_per_coordinate() -> None:
+    rows = torch.tensor([[1.0, 1.0], [-1.0, -1.0]], dtype=torch.float64)
+    widths = torch.tensor([[0.5, 2.0], [0.5, 2.0]], dtype=torch.float64)
+    estimator = ESEstimator()
+    estimator.fit(rows * widths, rows, widths, torch.tensor([1.0, -1.0], dtype=torch.float64))
+    # t u / sigma per coordinate: the narrow coordinate's difference means a steeper slope
+    np.testing.assert_allclose(estimator.gradient(torch.zeros(2)).numpy(), [2.0, 0.5])
 
 
 def test_sigma_never_starts_wider_than_a_quarter_of_the_box() -> None:

@@ -154,6 +154,17 @@ def test_es_resume_before_a_batch_of_never_asked_points(tmp_path: Path) -> None:
     assert_same_future(resumed, uninterrupted)
 
 
+def test_resume_with_a_never_asked_point_among_the_asked_ones(tmp_path: Path) -> None:
+    # the default's widths differ between coordinates; a never-asked point's do not matter
+    uninterrupted, interrupted = make_opt(), make_opt()
+    for opt in (uninterrupted, interrupted):
+        run_cycles(opt, 2)
+        rows = np.vstack([opt.ask()[:2], np.linspace(-2, 2, opt.dim)])
+        opt.tell(rows, losses_of(rows))
+    interrupted.save(tmp_path / "state.pt")
+    assert_same_future(ZeroGrads.load(tmp_path / "state.pt"), uninterrupted)
+
+
 @pytest.mark.parametrize("name", ["default", "surrogate"])
 def test_state_saved_before_ensembles_resumes(name: str) -> None:
     """States written before ``ensemble_size`` existed hold one network's weights under

@@ -265,6 +265,11 @@ def test_every_field_of_a_checkpoint_is_checked(tmp_path: Path) -> None:
         ("counters", {"told": -1}, "'counters' is not a dict of non-negative integers"),
         ("pending_keys", [b"x"], "'pending_keys' is not a list of 16-byte candidate keys"),
         ("config", {"batch_size": "many"}, "'config' is invalid"),
+        (
+            "control",
+            {"log_lr": 0.0, "log_sigma": 0.0, "log_shape": torch.zeros(3)},
+            r"'log_shape' has shape \(3,\)",
+        ),
     ]:
         state = opt.state_dict()
         state[field] = value

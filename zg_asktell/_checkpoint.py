@@ -149,6 +149,11 @@ def _check_fields(state: dict[str, Any]) -> None:
         raise _Corrupt("'scale' is not positive")
     for key in ("theta", "adam_m", "adam_v"):
         _tensor(state, key, (dim,))
+    control = state["control"]
+    if not isinstance(control, dict):
+        raise _Corrupt(f"'control' is {type(control).__name__}, not a dict")
+    if "log_shape" in control:  # the adaptive width's per-coordinate factors
+        _tensor(control, "log_shape", (dim,))
     for key in ("lower", "upper", "gradient_average", "best_x"):
         if state[key] is not None:
             _tensor(state, key, (dim,), finite=key not in ("lower", "upper"))
@@ -200,9 +205,10 @@ def _samples(state: dict[str, Any], key: str, dim: int) -> int:
     if not isinstance(samples, dict) or set(samples) != {"z", "offset", "sigma", "order"}:
         raise _Corrupt(f"{key!r} is not a dict of z, offset, sigma and order")
     sigma = _tensor(samples, "sigma", None)
-    count = sigma.numel()
-    if sigma.ndim != 1 or not bool((sigma > 0).all()):
-        raise _Corrupt(f"{key!r} has sigmas that are not positive")
+    count = sigma.shape[0] if sigma.ndim else 0
+    per_coordinate = sigma.ndim == 2 and sigma.shape[1] == dim  # a width with a shape: one per coordinate
+    if not (sigma.ndim == 1 or per_coordinate) or not bool((sigma > 0).all()):
+        raise _Corrupt(f"{key!r} has sigmas that are not positive (one per sample, or one per coordinate)")
     order = samples["order"]
     if not isinstance(order, torch.Tensor) or order.dtype != torch.int64 or tuple(order.shape) != (count,):
         raise _Corrupt(f"{key!r} has orders that are not {count} integers")

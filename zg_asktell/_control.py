@@ -10,8 +10,11 @@ shows it one :class:`Observation` per update. Two rules ship:
   automatic anneal). The width shrinks when the batch ranks its closer samples first
   (curvature dominates the slope: the smoothing biases the gradient) and grows when
   antithetic pairs tie (a plateau: the width is below the loss's steps) or the step, held
-  at its cap of half a width, still asks to grow. A long planned run spreads the ranking
-  and plateau terms over its length and anneals the step.
+  at its cap of half a width, still asks to grow. The same ranking, read coordinate by
+  coordinate, gives the width a shape: narrower where the loss is steep, wider where it is
+  flat (as SNES and separable CMA-ES adapt one width per variable); the step follows it. A
+  long planned run spreads the ranking and plateau terms over its length and anneals the
+  step.
 * :class:`Schedule` (``control="schedule"``): the open-loop rule of earlier versions:
   sigma annealed geometrically over the budget, a step scaled to the horizon and dimension.
 """
@@ -37,7 +40,8 @@ class Observation:
         targets: (n,) their scaled losses (lower is better).
         ties: how flat the batch is: the share of its other rows sharing its most common
             loss, in [0, 1] (1: every loss equal).
-        gradient: (d,) the update's gradient estimate in units of the current sigma.
+        gradient: (d,) the update's gradient estimate in units of the current width (of
+            each coordinate's, when the width has a shape).
         spread: (d,) per-coordinate spread of recent gradients (Adam's ``sqrt(v_hat)``).
         last_step: (d,) the previous update's change of theta, or None before any.
     """
@@ -60,6 +64,10 @@ class Controller(Protocol):
 
     def lr(self, told: int) -> float:
         """Adam step size in normalised units (sigma included), after ``told`` evaluations."""
+
+    def shape(self) -> Tensor | None:
+        """Per-coordinate factor of the width and the step (geometric mean 1, float64 on the
+        CPU), or None when both are the same in every coordinate."""
 
     def observe(self, observation: Observation) -> None:
         """Take in one update (before its step is taken)."""
@@ -106,6 +114,9 @@ class Schedule:
     def lr(self, told: int) -> float:
         return self.base * (self.sigma(told) if self.config.step_follows_sigma else 1.0)
 
+    def shape(self) -> Tensor | None:
+        return None
+
     def observe(self, observation: Observation) -> None:
         pass
 
@@ -134,12 +145,16 @@ _LOG_LR_RANGE = (math.log(1e-4), math.log(0.5))  # the step: at most half a sigm
 # growth it was refused (the width, not the step, is then what keeps the steps short).
 _WIDTH_FROM_STEP = 0.5
 _LOG_SIGMA_RANGE = (math.log(1e-6), math.log(1e3))
+# The width's shape: log-width change per coordinate per update per unit of that coordinate's
+# ranking signal, relative to the mean over coordinates (SNES's rate at 1,000 variables).
+_SHAPE_RATE = 0.03
+_LOG_SHAPE_RANGE = (math.log(1e-3), math.log(1e3))
 
 
 class Adaptive:
     """Closed loop: the step from the sign of the new gradient along the last step, the
-    width from the batch's ranking of near and far samples, from plateaus and from a step
-    held at its cap.
+    width (and its shape across coordinates) from the batch's ranking of near and far
+    samples, from plateaus and from a step held at its cap.
 
     Step: ``z = -g_t . s_{t-1} / sqrt(sum v_i s_i^2)`` is the directional derivative of the
     smoothed loss at the new point along the last step ``s``, in units of its noise (a fresh
@@ -158,6 +173,13 @@ class Adaptive:
     Adam sees the gradient in units of the current sigma, so its moments carry across
     changes of width.
 
+    Shape: the same ranking per coordinate, ``r_i = sum_k w_k (u_ki^2 - 1) / sqrt(2)`` (the
+    width's signal is ``sum_i r_i / sqrt(d)``), moves that coordinate's log-width by
+    ``sqrt(h) * 0.03 * (r_i - mean r)``: a per-coordinate factor of geometric mean 1 (SNES's
+    width update, with its rate at 1,000 variables), which the step follows. Where a
+    coordinate barely matters the shape random-walks; ``sqrt(h)`` keeps that walk's spread
+    over a long run at that of a 200-update run while its drift keeps growing.
+
     Horizon: a budget of more than 200 updates scales the ranking and plateau terms by
     ``h = 200 / updates`` (not the step cap's widening) and makes the step anneal
     (``z - 0.1 (1 - h)``); without a budget, or up to 200 updates, ``h = 1`` and neither
@@ -174,6 +196,11 @@ class Adaptive:
         # The share of the width rule a planned run gets: 1 without a budget or up to _HORIZON updates.
         updates = _planned_updates(config, budget)
         self.horizon = 1.0 if updates is None else min(1.0, _HORIZON / updates)
+        self.log_shape = torch.zeros(dim, dtype=torch.float64)
+
+    def shape(self) -> Tensor:
+        # No coordinate wider than the box allows (sigma's own cap).
+        return torch.exp(self.log_shape.clamp(max=self.max_log_sigma - self.log_sigma))
 
     def sigma(self, told: int) -> float:
         return math.exp(self.log_sigma)
@@ -182,13 +209,20 @@ class Adaptive:
         return math.exp(self.log_lr + self.log_sigma)
 
     def observe(self, observation: Observation) -> None:
-        width = _WIDTH_RATE * _ranking_signal(observation.targets, observation.offsets, self.dim)
+        coordinates = _coordinate_signals(observation.targets, observation.offsets)
+        width = _WIDTH_RATE * float(coordinates.sum()) / math.sqrt(self.dim)
         width = self.horizon * (width + _PLATEAU_RATE * observation.ties)
+        if self.dim > 1:
+            # sqrt(h): over a long run the shape's drift keeps growing, its noise does not
+            share = math.sqrt(self.horizon)
+            log_shape = self.log_shape + share * _SHAPE_RATE * (coordinates - coordinates.mean())
+            log_shape = log_shape.clamp(*_LOG_SHAPE_RANGE)
+            self.log_shape = log_shape - log_shape.mean()
         if observation.last_step is not None:
-            step = observation.last_step
-            noise = float(torch.sqrt(((observation.spread * step) ** 2).sum()))
+            step = observation.last_step.double().cpu() / self.shape()  # in units of the width's shape
+            noise = float(torch.sqrt(((observation.spread.double().cpu() * step) ** 2).sum()))
             if noise > 0:
-                signal = -float(observation.gradient @ step) / noise
+                signal = -float(observation.gradient.double().cpu() @ step) / noise
                 clipped = max(-_STEP_SIGNAL_CLIP, min(_STEP_SIGNAL_CLIP, signal))
                 clipped -= _STEP_BIAS * (1 - self.horizon)  # a long run's step anneals
                 wanted = self.log_lr + _STEP_RATE * clipped
@@ -198,10 +232,12 @@ class Adaptive:
         self.log_sigma = _clamp(self.log_sigma + width, (_LOG_SIGMA_RANGE[0], self.max_log_sigma))
 
     def state_dict(self) -> dict[str, Any]:
-        return {"log_lr": self.log_lr, "log_sigma": self.log_sigma}
+        return {"log_lr": self.log_lr, "log_sigma": self.log_sigma, "log_shape": self.log_shape.clone()}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.log_lr, self.log_sigma = float(state["log_lr"]), float(state["log_sigma"])
+        if "log_shape" in state:
+            self.log_shape = state["log_shape"].double().clone()
 
 
 def _horizon_lr(config: ZeroGradsConfig, budget: int | None) -> float:
@@ -239,11 +275,11 @@ def utilities(targets: Tensor) -> Tensor:
     return result
 
 
-def _ranking_signal(targets: Tensor, offsets: Tensor, dim: int) -> float:
+def _coordinate_signals(targets: Tensor, offsets: Tensor) -> Tensor:
+    """Per coordinate, ``sum_k w_k (u_ki^2 - 1) / sqrt(2)``: negative where near samples rank first."""
     if len(targets) < 2:
-        return 0.0
-    radii = (offsets.double().cpu() ** 2).sum(1)
-    return float(utilities(targets) @ (radii - dim)) / math.sqrt(2 * dim)
+        return torch.zeros(offsets.shape[1], dtype=torch.float64)
+    return (utilities(targets) @ (offsets.double().cpu() ** 2 - 1)) / math.sqrt(2)
 
 
 def make_controller(config: ZeroGradsConfig, dim: int, budget: int | None, max_sigma: float) -> Controller:

@@ -3,8 +3,9 @@ ES with the surrogate as a control variate.
 
 All work in the normalised space and see one update's data: the regression inputs
 ``inputs`` (n, d), the unit-normal offsets ``offsets`` (n, d) that produced them (rows of
-points the optimizer never asked are NaN and ignored by ES), the per-row sigma, and the
-centred, scaled losses ``targets`` (n,).
+points the optimizer never asked are NaN and ignored by ES), their widths ``sigmas`` ((n,),
+or (n, d) when the width differs between coordinates), and the centred, scaled losses
+``targets`` (n,).
 """
 
 from __future__ import annotations
@@ -260,6 +261,7 @@ def _asked(offsets: Tensor) -> Tensor:
 
 
 def _stein_gradient(targets: Tensor, offsets: Tensor, sigmas: Tensor) -> Tensor:
-    """``mean_i((t_i - mean t) u_i / sigma_i)``: the Gaussian-smoothing gradient estimate."""
+    """``mean_i((t_i - mean t) u_i / sigma_i)``, per coordinate when ``sigmas`` is (n, d): the
+    Gaussian-smoothing gradient estimate."""
     centred = targets - targets.mean()
-    return (centred / sigmas) @ offsets / len(targets)
+    return (centred[:, None] / sigmas.reshape(len(targets), -1) * offsets).sum(0) / len(targets)

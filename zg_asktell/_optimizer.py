@@ -49,7 +49,7 @@ class _Sample:
 
     z: npt.NDArray[Any]
     offset: npt.NDArray[Any]  # NaN for points the optimizer never asked
-    sigma: float
+    sigma: float | npt.NDArray[Any]  # per coordinate when the width has a shape
     order: int  # ask order (never-asked points after all asked ones): fixes the update's row order
 
 
@@ -62,11 +62,13 @@ class ZeroGrads:
 
     Args:
         x0: starting point, shape (d,).
-        sigma: initial smoothing width in parameter units, scalar or shape (d,).
-            Defaults to 0.1 of the box width with finite bounds, else 1.
+        sigma: initial smoothing width in parameter units, scalar or shape (d,): a first
+            guess that the default controller adapts, per coordinate. Defaults to 0.1 of the
+            box width with finite bounds, else 1.
         lower, upper: optional box bounds (scalars or shape (d,)); every asked candidate
             and ``theta`` stay inside.
-        budget: evaluations planned; sigma is annealed over it (held without one).
+        budget: evaluations planned (optional): a long run spreads the width's adaptation
+            over it, and ``recommend()`` returns the best point once it is spent.
         config: a :class:`ZeroGradsConfig` (e.g. ``preset("es")``); keyword ``options``
             override its fields.
         seed: seed of the optimizer's own torch generator (global RNGs are not touched).
@@ -171,18 +173,21 @@ class ZeroGrads:
     @property
     def sigma(self) -> FloatArray:
         """Current smoothing width per coordinate in parameter units."""
-        return self._scale * self._sigma_factor()
+        return self._scale * self._widths(np.float64)
 
     @property
     def step_size(self) -> FloatArray:
         """Current Adam step size per coordinate in parameter units (a step moves each
         coordinate by about this much when its gradient's sign is steady, less on noise)."""
-        return self._scale * self._control.lr(self._counters["told"])
+        shape = self._control.shape()
+        lr = self._control.lr(self._counters["told"])
+        return self._scale * (lr if shape is None else lr * shape.numpy())
 
     @property
     def history(self) -> FloatArray:
-        """One row per update (evaluations told, then the sigma and the step size it left,
-        as medians over coordinates in parameter units); shape (updates, 3)."""
+        """One row per update (evaluations told, then the sigma and the step size it left:
+        their factors' geometric means over coordinates times the median of the sigma
+        given); shape (updates, 3)."""
         rows: FloatArray = np.array(self._history, dtype=np.float64).reshape(-1, 3)
         scaled: FloatArray = rows * np.array([1.0, *[float(np.median(self._scale))] * 2])
         return scaled
@@ -309,6 +314,13 @@ class ZeroGrads:
     def _sigma_factor(self) -> float:
         return self._control.sigma(self._counters["told"])
 
+    def _widths(self, dtype: npt.DTypeLike) -> float | npt.NDArray[Any]:
+        """The sampling width as a factor of the user's sigma: a float when it is the same in
+        every coordinate, else one per coordinate (an array of ``dtype``)."""
+        shape = self._control.shape()
+        sigma = self._sigma_factor()
+        return sigma if shape is None else (sigma * shape).numpy().astype(dtype)
+
     def _to_x(self, z: FloatArray) -> FloatArray:
         x = self._x0 + self._scale * z
         if self._lower is not None or self._upper is not None:
@@ -322,7 +334,7 @@ class ZeroGrads:
 
     def _sample_batch(self) -> list[tuple[FloatArray, _Sample]]:
         cfg = self._config
-        sigma = self._sigma_factor()
+        sigma = self._widths(self._np_dtype)
         n_draws = cfg.batch_size // 2 if cfg.antithetic else cfg.batch_size
         noise = _standard_normal((n_draws, self.dim), self._generator)
         if cfg.antithetic:
@@ -332,13 +344,14 @@ class ZeroGrads:
         last = -1 if self._budget is None else self._budget - 1 - first
         theta_rows = [last] if 0 <= last < len(noise) else []  # the budget's last candidate is theta
         noise[theta_rows] = 0.0
-        inputs = self._clip_z(theta + sigma * noise)
-        offsets = (inputs - theta) / sigma
+        width = torch.as_tensor(sigma, dtype=torch.float64)
+        inputs = self._clip_z(theta + width * noise)
+        offsets = (inputs - theta) / width
         asked = inputs
         if cfg.jitter > 0:
             jitter = _standard_normal(inputs.shape, self._generator)
             jitter[theta_rows] = 0.0
-            asked = self._clip_z(inputs + cfg.jitter * sigma * jitter)
+            asked = self._clip_z(inputs + cfg.jitter * width * jitter)
         self._counters["sampled"] += len(inputs)
         return [
             (
@@ -396,7 +409,7 @@ class ZeroGrads:
             losses = losses[finite]
         inputs = self._tensor(np.stack([s.z for s, _ in batch]))
         offsets = self._tensor(np.stack([s.offset for s, _ in batch]))
-        sigmas = self._tensor(np.array([s.sigma for s, _ in batch]))
+        sigmas = self._tensor(np.stack([np.broadcast_to(s.sigma, (self.dim,)) for s, _ in batch]))
         targets = self._tensor(self._targets.targets(losses))
         fit_first = self._config.fit_before_step or self._config.estimator != "surrogate"
         if fit_first:
@@ -409,7 +422,7 @@ class ZeroGrads:
                 self._counters["resets"] += 1
                 break
             if self._control.scaled_gradient:
-                gradient = gradient * self._sigma_factor()
+                gradient = gradient * self._tensor(np.asarray(self._widths(np.float64)))
             if step == 0:
                 self._observe(losses, offsets, targets, gradient)
             self._adam_step(gradient)
@@ -456,7 +469,10 @@ class ZeroGrads:
         self._adam_v.mul_(beta2).addcmul_(gradient, gradient, value=1 - beta2)
         self._counters["adam_steps"] += 1
         step = self._counters["adam_steps"]
-        lr = self._control.lr(self._counters["told"])
+        lr: Any = self._control.lr(self._counters["told"])
+        shape = self._control.shape()
+        if shape is not None:
+            lr = lr * self._tensor(shape.numpy())
         m_hat = self._adam_m / (1 - beta1**step)
         v_hat = self._adam_v / (1 - beta2**step)
         theta = self._clip_z(self._theta - lr * m_hat / (v_hat.sqrt() + _ADAM_EPS))
@@ -467,11 +483,16 @@ class ZeroGrads:
     def state_dict(self) -> dict[str, Any]:
         """Everything needed to resume exactly: tensors and plain values only (a copy)."""
 
+        def sigmas(values: list[npt.NDArray[np.float64]]) -> torch.Tensor:
+            if any(value.ndim for value in values):  # a width with a shape: one per coordinate
+                values = [np.broadcast_to(value, (self.dim,)) for value in values]
+            return torch.as_tensor(np.stack(values)) if values else torch.zeros(0)
+
         def samples(items: list[_Sample]) -> dict[str, torch.Tensor]:
             return {
                 "z": torch.as_tensor(np.stack([s.z for s in items])) if items else torch.zeros(0),
                 "offset": torch.as_tensor(np.stack([s.offset for s in items])) if items else torch.zeros(0),
-                "sigma": torch.tensor([s.sigma for s in items], dtype=torch.float64),
+                "sigma": sigmas([np.asarray(s.sigma, dtype=np.float64) for s in items]),
                 "order": torch.tensor([s.order for s in items], dtype=torch.int64),
             }
 
@@ -611,7 +632,7 @@ def _array_or_none(tensor: torch.Tensor | None) -> FloatArray | None:
 
 
 def _unpack(tensors: dict[str, torch.Tensor]) -> list[_Sample]:
-    sigmas = tensors["sigma"].tolist()
+    sigmas = [s if isinstance(s, float) else np.asarray(s) for s in tensors["sigma"].tolist()]
     if not sigmas:
         return []
     return [
