@@ -25,8 +25,9 @@ from .report import aggregate, machine, versions
 from .run import ROOT, THREAD_VARIABLES, RunResult, Task, _died, _load, execute, run_task
 
 DEFAULT = "ZeroGrads"
-TRAINING = ("quantized-quadratic:1000", "step-net:2410", "lander:1000")
-HELD_OUT = ("integer:1000", "texture:3072", "disc-raster:300", "mixint-f1:160", "mixint-f10:40")
+# The problems the controller's constants were chosen on, and those that only judge them.
+TRAINING = ("quantized-quadratic:1000", "step-net:2410", "lander:1000", "integer:1000")
+HELD_OUT = ("texture:3072", "disc-raster:300", "mixint-f1:160", "mixint-f10:40")
 PEERS = ("sep-CMA", "SNES", "PRDPT", "ZG-es", "ZG-schedule")
 
 
