@@ -19,17 +19,19 @@ gave (loss: mean squared error of the image; CPU seconds)::
 
     | optimizer | final loss | / ZeroGrads | / start | CPU s |
     |-----------|------------|-------------|---------|-------|
-    | ZeroGrads | 0.0116     | 1.00        | 0.393   | 18    |
-    | CMA       | 0.0184     | 1.59        | 0.627   | 24    |
-    | SPSA      | 0.0294     | 2.54        | 1.000   | 12    |
-    | PRDPT     | 0.00990    | 0.86        | 0.337   | 12    |
-    | ZG-es     | 0.0113     | 0.98        | 0.383   | 14    |
+    | ZeroGrads | 0.0119     | 1.00        | 0.403   | 18    |
+    | CMA       | 0.0184     | 1.55        | 0.627   | 24    |
+    | SPSA      | 0.0294     | 2.48        | 1.000   | 12    |
+    | PRDPT     | 0.00990    | 0.83        | 0.337   | 12    |
+    | ZG-es     | 0.0108     | 0.91        | 0.367   | 14    |
 
 ZeroGrads, PRDPT and the ``es`` preset more than halve the loss at this budget, PRDPT a
-seventh further than ZeroGrads and ``es``; CMA-ES follows, and SPSA's probes (0.1 sigma)
-never move a photon into another bin, so it stays at the start. (Before version 0.2's
-step-cap rule, a step held at its cap widening the width: ZeroGrads 0.456 of the start,
-``es`` 0.350.)
+sixth further than ZeroGrads; CMA-ES follows, and SPSA's probes (0.1 sigma) never move a
+photon into another bin, so it stays at the start. The ZeroGrads and ``es`` rows come from
+version 0.2's per-coordinate widths (rerun with ``--optimizers ZeroGrads ZG-es``; the
+other rows and the CPU seconds from the run before, where ZeroGrads reached 0.393 of the
+start and ``es`` 0.383). (Before version 0.2's step-cap rule, a step held at its cap
+widening the width: ZeroGrads 0.456 of the start, ``es`` 0.350.)
 
 What differs from the paper (``../shared/seed``): the paper's scene is a physically
 based light transport of a real target image, 1,024 heights by default (256 here), and

@@ -15,19 +15,19 @@ of wall time); seed 0 gave (loss: mean squared error of the screen; CPU seconds)
 
     | optimizer | final loss | / ZeroGrads | / start | CPU s |
     |-----------|------------|-------------|---------|-------|
-    | ZeroGrads | 0.0774     | 1.00        | 0.095   | 4     |
-    | CMA       | 0.338      | 4.36        | 0.415   | 7     |
-    | SPSA      | 0.813      | 10.5        | 1.000   | 2     |
-    | PRDPT     | 0.0622     | 0.80        | 0.077   | 0.1   |
-    | ZG-es     | 0.0545     | 0.70        | 0.067   | 0.5   |
+    | ZeroGrads | 0.0539     | 1.00        | 0.066   | 4     |
+    | CMA       | 0.338      | 6.27        | 0.415   | 7     |
+    | SPSA      | 0.813      | 15.1        | 1.000   | 2     |
+    | PRDPT     | 0.0622     | 1.15        | 0.077   | 0.1   |
+    | ZG-es     | 0.0652     | 1.21        | 0.080   | 0.5   |
 
-The ``es`` preset, PRDPT and ZeroGrads are close, far ahead of CMA-ES; Nevergrad's SPSA
+ZeroGrads, PRDPT and the ``es`` preset are close, far ahead of CMA-ES; Nevergrad's SPSA
 probes at 0.1 sigma, a step too small to switch any LED, so it never leaves the start.
-Seed 0 is ZeroGrads' worst of five: over seeds 0-4 (``--seed N --optimizers ZeroGrads
-ZG-es``) its median is 0.0615 and the ``es`` preset's 0.0551, against 0.0760 and 0.0673
-before version 0.2's step-cap rule (a step held at its cap widens the width). This table's
-earlier figures (ZeroGrads 0.0611, ``es`` 0.0935) came from an earlier version of the
-controller.
+The ZeroGrads and ``es`` rows come from version 0.2's per-coordinate widths (rerun with
+``--optimizers ZeroGrads ZG-es``; the other rows and the CPU seconds from the run before);
+before them seed 0 gave ZeroGrads 0.0774 and ``es`` 0.0545, and over seeds 0-4 (``--seed N``)
+medians of 0.0615 and 0.0551 (not rerun), against 0.0760 and 0.0673 before the step-cap
+rule (a step held at its cap widens the width).
 
 What differs from the paper (``../shared/seed``): our target and blur are
 generated here, the paper's display used its own LED layout and pattern; the start is

@@ -18,20 +18,23 @@ printed (seed 0; the loss is the fraction of pixels that differ):
 =========  ==========  ===========  =======
 optimizer  final loss  / ZeroGrads  / start
 =========  ==========  ===========  =======
-ZeroGrads  0.00859     1.00         0.075
-CMA        0.0732      8.52         0.642
-SPSA       0.114       13.3         1.000
-PRDPT      0.00742     0.86         0.065
-ZG-es      0.00918     1.07         0.080
+ZeroGrads  0.00723     1.00         0.063
+CMA        0.0732      10.1         0.642
+SPSA       0.114       15.8         1.000
+PRDPT      0.00742     1.03         0.065
+ZG-es      0.00684     0.95         0.060
 =========  ==========  ===========  =======
 
-(Before version 0.2's step-cap rule, a step held at its cap widening the width: ZeroGrads
-0.070 of the start, ``es`` 0.116.) Measured before it, seeds 1 and 2: ZeroGrads 0.053x and
-0.068x the start, PRDPT 0.055x and 0.057x, ``es`` 0.082x and 0.053x, CMA-ES 0.62x and
-0.68x; SPSA did not move. At the full size a shortened run (``--full --budget 320
---optimizers ZeroGrads PRDPT``) took 44 s of CPU time for ZeroGrads (574 MB of added peak
-memory) and 17 s for PRDPT, about 50 ms per evaluation in the renderer: the full 20,000
-evaluations would take about 2.5 hours of CPU time for all five optimizers here (not run).
+The ZeroGrads and ``es`` rows come from version 0.2's per-coordinate widths (rerun with
+``--optimizers ZeroGrads ZG-es``; the other rows from the run before, where ZeroGrads
+reached 0.075 of the start and ``es`` 0.080). (Before version 0.2's step-cap rule, a step
+held at its cap widening the width: ZeroGrads 0.070 of the start, ``es`` 0.116.) Measured
+before it, seeds 1 and 2: ZeroGrads 0.053x and 0.068x the start, PRDPT 0.055x and 0.057x,
+``es`` 0.082x and 0.053x, CMA-ES 0.62x and 0.68x; SPSA did not move. At the full size a
+shortened run (``--full --budget 320 --optimizers ZeroGrads PRDPT``) took 44 s of CPU time
+for ZeroGrads (574 MB of added peak memory) and 17 s for PRDPT, about 50 ms per evaluation
+in the renderer: the full 20,000 evaluations would take about 2.5 hours of CPU time for
+all five optimizers here (not run).
 
 What differs from the paper (``../shared/seed``): a vertex moves along its direction only
 (one parameter per vertex; the paper's vertices move freely, and it compared with

@@ -16,20 +16,23 @@ with other jobs, one thread) the reduced run took 30 s of CPU time and printed (
 =========  ==========  ===========  =======  =========================
 optimizer  final loss  / ZeroGrads  / start  held-out accuracy
 =========  ==========  ===========  =======  =========================
-ZeroGrads  0.765       1.00         0.304    88.1%
-sep-CMA    0.892       1.17         0.355    85.8%
-SPSA       2.51        3.28         1.000    12.5% (did not move)
-PRDPT      1.88        2.46         0.748    70.3%
-ZG-es      0.778       1.02         0.310    84.7%
+ZeroGrads  0.626       1.00         0.249    88.3%
+sep-CMA    0.892       1.42         0.355    85.8%
+SPSA       2.51        4.01         1.000    12.5% (did not move)
+PRDPT      1.88        3.00         0.748    70.3%
+ZG-es      0.581       0.93         0.231    87.2%
 =========  ==========  ===========  =======  =========================
 
-ZeroGrads leads on the training loss and on held-out accuracy, the ``es`` preset close
-behind on the loss, then separable CMA-ES, whose memory is linear in the dimension. Before
-version 0.2's step-cap rule (a step held at its cap widens the width) ZeroGrads reached
-0.349 and ``es`` 0.315 at seed 0 (held-out 87.8% and 86.4%); before its long-budget rule
-(the width's adaptation spread over a budget of more than 200 updates) 0.418 and 0.486,
-and separable CMA-ES led on seeds 1 and 2 as well (ZeroGrads 0.49x and 0.41x the start,
-sep-CMA 0.38x and 0.34x, ``es`` 0.36x and 0.34x; not rerun since).
+The ``es`` preset leads on the training loss and ZeroGrads on held-out accuracy, then
+separable CMA-ES, whose memory is linear in the dimension. The ZeroGrads and ``es`` rows
+come from version 0.2's per-coordinate widths (rerun with ``--optimizers ZeroGrads
+ZG-es``; the other rows from the run before, where ZeroGrads reached 0.304 of the start
+and ``es`` 0.310, held-out 88.1% and 84.7%). Before version 0.2's step-cap rule (a step
+held at its cap widens the width) ZeroGrads reached 0.349 and ``es`` 0.315 at seed 0
+(held-out 87.8% and 86.4%); before its long-budget rule (the width's adaptation spread
+over a budget of more than 200 updates) 0.418 and 0.486, and separable CMA-ES led on seeds
+1 and 2 as well (ZeroGrads 0.49x and 0.41x the start, sep-CMA 0.38x and 0.34x, ``es``
+0.36x and 0.34x; not rerun since).
 
 At the full size a shortened run (``--full --budget 480``) took 41 s of CPU time for all
 five, ZeroGrads 12.7 s of it with 453 MB of added peak memory: the paper's 100,000

@@ -16,21 +16,24 @@ posterized texture; CPU seconds)::
 
     | optimizer | final loss | / ZeroGrads | / start | CPU s |
     |-----------|------------|-------------|---------|-------|
-    | ZeroGrads | 0.0304     | 1.00        | 0.750   | 37    |
-    | sep-CMA   | 0.0377     | 1.24        | 0.932   | 28    |
-    | SPSA      | 0.0308     | 1.02        | 0.761   | 13    |
-    | PRDPT     | 0.0564     | 1.86        | 1.393   | 2     |
-    | ZG-es     | 0.0323     | 1.06        | 0.798   | 7     |
+    | ZeroGrads | 0.0298     | 1.00        | 0.735   | 37    |
+    | sep-CMA   | 0.0377     | 1.27        | 0.932   | 28    |
+    | SPSA      | 0.0308     | 1.03        | 0.761   | 13    |
+    | PRDPT     | 0.0564     | 1.89        | 1.393   | 2     |
+    | ZG-es     | 0.0314     | 1.05        | 0.774   | 7     |
 
 At 12,288 variables 10,000 evaluations are early days: ZeroGrads, SPSA and the ``es``
 preset cut a fifth to a quarter of the loss, separable CMA-ES less, and PRDPT's fixed step
-overshoots. (Before version 0.2's long-budget rule, which spreads the width's adaptation
-over a budget of more than 200 updates, ZeroGrads reached 0.786 and ``es`` 0.758; seeds 1
-and 2, measured then: 0.807 and 0.730.) At the full size, ``python examples/plot_texture.py
---full --optimizers ZeroGrads`` (196,608 variables, 10,000 evaluations, measured before
-that rule) took 737 s of CPU time (461 s user, 281 s system; 29 minutes of wall time on
-the shared machine), added 1.9 GB of peak memory (2.3 GB resident in all), and reached
-0.947 times the start loss (0.0385).
+overshoots. The ZeroGrads and ``es`` rows come from version 0.2's per-coordinate widths
+(rerun with ``--optimizers ZeroGrads ZG-es``; the other rows and the CPU seconds from the
+run before, where ZeroGrads reached 0.750 and ``es`` 0.798). (Before version 0.2's
+long-budget rule, which spreads the width's adaptation over a budget of more than 200
+updates, ZeroGrads reached 0.786 and ``es`` 0.758; seeds 1 and 2, measured then: 0.807 and
+0.730.) At the full size, ``python examples/plot_texture.py --full --optimizers
+ZeroGrads`` (196,608 variables, 10,000 evaluations, measured before that rule) took 737 s
+of CPU time (461 s user, 281 s system; 29 minutes of wall time on the shared machine),
+added 1.9 GB of peak memory (2.3 GB resident in all), and reached 0.947 times the start
+loss (0.0385).
 
 What differs from the paper (``../shared/seed``): the paper's texture was seen through a
 renderer and its target was a photograph; ours is a procedural target seen directly

@@ -171,7 +171,10 @@ def test_soak_on_a_cluster_with_crashing_hanging_nan_and_penalty_evaluations(
         assert [a["final"] for a in attempts] == [False] * (len(attempts) - 1) + [True]
     assert all(count > 0 for count in kinds.values()), kinds
     assert faulty.n_failed == kinds["crash"] + kinds["nan"]
-    # As good as without the faults, within one quantization step of one coordinate (the
-    # start's loss is 72): over seeds 0-9 the faulty run ended at most 1.0 above the clean one.
+    # As good as without the faults, within two quantization steps (the start's loss is 72):
+    # the faults change the trajectory, and over seeds 0-9 of an in-process version (crashes
+    # as NaN, no hangs) the faulty run ended 0, 1 or 2 steps above the clean one, 2 once in
+    # ten seeds, with one width for every coordinate (version 0.2's step cap) as with a
+    # width per coordinate.
     print(f"soak: {seconds:.1f} s, best {faulty.best_loss:.3f} (clean {clean.best_loss:.3f}), faults {kinds}")
-    assert faulty.best_loss <= clean.best_loss + 1.5
+    assert faulty.best_loss <= clean.best_loss + 2.5
