@@ -57,7 +57,7 @@ class Observation:
 class Controller(Protocol):
     """Sets the sampling width and the step; ``ZeroGrads`` calls ``observe`` once per update."""
 
-    scaled_gradient: bool  # Adam sees the gradient in units of the current sigma
+    scaled_gradient: bool  # Adam sees the gradient in units of each coordinate's current width
 
     def sigma(self, told: int) -> float:
         """Sampling width as a factor of the user's sigma, after ``told`` evaluations."""
@@ -170,13 +170,14 @@ class Adaptive:
     path does in CMA-ES: the samples are too close together for the distance theta still
     travels). ``log sigma += h (rate * signal + plateau_rate * ties) + 0.5 refused``, with
     ``h`` the horizon's share below.
-    Adam sees the gradient in units of the current sigma, so its moments carry across
-    changes of width.
+    Adam sees the gradient in units of each coordinate's current width, so its moments
+    carry across changes of width.
 
     Shape: the same ranking per coordinate, ``r_i = sum_k w_k (u_ki^2 - 1) / sqrt(2)`` (the
     width's signal is ``sum_i r_i / sqrt(d)``), moves that coordinate's log-width by
     ``sqrt(h) * 0.03 * (r_i - mean r)``: a per-coordinate factor of geometric mean 1 (SNES's
-    width update, with its rate at 1,000 variables), which the step follows. Where a
+    width update, with its rate at 1,000 variables), which the step follows (``z`` measures
+    the last step in units of the shape, as updated by this observation). Where a
     coordinate barely matters the shape random-walks; ``sqrt(h)`` keeps that walk's spread
     over a long run at that of a 200-update run while its drift keeps growing.
 
@@ -237,7 +238,7 @@ class Adaptive:
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.log_lr, self.log_sigma = float(state["log_lr"]), float(state["log_sigma"])
         if "log_shape" in state:
-            self.log_shape = state["log_shape"].double().clone()
+            self.log_shape = state["log_shape"].double().cpu().clone()
 
 
 def _horizon_lr(config: ZeroGradsConfig, budget: int | None) -> float:

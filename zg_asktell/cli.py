@@ -422,7 +422,8 @@ def _plot(args: argparse.Namespace, program: list[str]) -> int:
     history = run.load_optimizer().history
     control.plot(history[:, 0], history[:, 1], label="sigma")
     control.plot(history[:, 0], history[:, 2], label="step size")
-    control.set(xlabel="evaluation", ylabel="parameter units (median)", yscale="log", title="sigma and step")
+    ylabel = "parameter units (geometric mean)"
+    control.set(xlabel="evaluation", ylabel=ylabel, yscale="log", title="sigma and step")
     control.legend(fontsize="small")
     figure.tight_layout()
     out = Path(args.out) if args.out else run.path / "plot.png"
