@@ -123,6 +123,14 @@ def test_sigma_never_starts_wider_than_a_quarter_of_the_box() -> None:
     assert np.allclose(ZeroGrads(np.zeros(4), 10.0, control="schedule", seed=0).sigma, 10.0)
 
 
+def test_no_coordinate_samples_wider_than_a_quarter_of_its_box() -> None:
+    lower, upper = np.array([-0.1, -10.0, -10.0]), np.array([0.1, 10.0, 10.0])
+    opt = ZeroGrads(np.zeros(3), 1.0, lower=lower, upper=upper, seed=0)
+    _run(opt, lambda x: float(np.sum(np.abs(x))), 20)
+    assert opt.sigma[0] <= 0.25 * 0.2 * (1 + 1e-9)  # the narrow coordinate, capped on its own
+    assert opt.step_size[0] / opt.sigma[0] == pytest.approx(opt.step_size[1] / opt.sigma[1], rel=1e-9)
+
+
 def test_no_budget_runs_do_not_stall_or_diverge() -> None:
     opt = ZeroGrads(np.full(30, 2.0), 0.5, seed=1)  # anytime use: no budget, no schedule
     _run(opt, lambda x: float(np.sum(np.round(4 * x) ** 2)), 300)

@@ -25,6 +25,7 @@ import math
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -66,8 +67,8 @@ class Controller(Protocol):
         """Adam step size in normalised units (sigma included), after ``told`` evaluations."""
 
     def shape(self) -> Tensor | None:
-        """Per-coordinate factor of the width and the step (geometric mean 1, float64 on the
-        CPU), or None when both are the same in every coordinate."""
+        """Per-coordinate factor of the width and the step (geometric mean 1 where no box
+        caps it, float64 on the CPU), or None when both are the same in every coordinate."""
 
     def observe(self, observation: Observation) -> None:
         """Take in one update (before its step is taken)."""
@@ -189,10 +190,17 @@ class Adaptive:
 
     scaled_gradient = True
 
-    def __init__(self, config: ZeroGradsConfig, dim: int, budget: int | None, max_sigma: float) -> None:
+    def __init__(
+        self, config: ZeroGradsConfig, dim: int, budget: int | None, max_sigma: float | Tensor
+    ) -> None:
         self.dim = dim
         self.log_lr = _clamp(math.log(config.lr or _horizon_lr(config, budget)), _LOG_LR_RANGE)
-        self.max_log_sigma = min(_LOG_SIGMA_RANGE[1], math.log(max_sigma))
+        caps = torch.broadcast_to(torch.as_tensor(max_sigma, dtype=torch.float64), (dim,))
+        # Each coordinate's width stays below its cap; sigma itself below the typical cap.
+        self.max_log_widths = caps.log().clamp(max=_LOG_SIGMA_RANGE[1])
+        finite = caps[torch.isfinite(caps)].numpy()
+        typical = float(np.median(finite)) if finite.size else math.inf
+        self.max_log_sigma = min(_LOG_SIGMA_RANGE[1], math.log(typical))
         self.log_sigma = min(0.0, self.max_log_sigma)  # the user's sigma, unless wider than the box allows
         # The share of the width rule a planned run gets: 1 without a budget or up to _HORIZON updates.
         updates = _planned_updates(config, budget)
@@ -200,8 +208,8 @@ class Adaptive:
         self.log_shape = torch.zeros(dim, dtype=torch.float64)
 
     def shape(self) -> Tensor:
-        # No coordinate wider than the box allows (sigma's own cap).
-        return torch.exp(self.log_shape.clamp(max=self.max_log_sigma - self.log_sigma))
+        # No coordinate wider than its box allows.
+        return torch.exp(self.log_shape.clamp(max=self.max_log_widths - self.log_sigma))
 
     def sigma(self, told: int) -> float:
         return math.exp(self.log_sigma)
@@ -283,8 +291,11 @@ def _coordinate_signals(targets: Tensor, offsets: Tensor) -> Tensor:
     return (utilities(targets) @ (offsets.double().cpu() ** 2 - 1)) / math.sqrt(2)
 
 
-def make_controller(config: ZeroGradsConfig, dim: int, budget: int | None, max_sigma: float) -> Controller:
-    """The controller ``config.control`` names; ``max_sigma`` caps the adaptive width."""
+def make_controller(
+    config: ZeroGradsConfig, dim: int, budget: int | None, max_sigma: float | Tensor
+) -> Controller:
+    """The controller ``config.control`` names; ``max_sigma`` (a factor of the user's sigma,
+    one per coordinate or one for all, inf where unbounded) caps the adaptive width."""
     if config.control == "schedule":
         return Schedule(config, dim, budget)
     return Adaptive(config, dim, budget, max_sigma)

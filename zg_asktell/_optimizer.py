@@ -131,7 +131,7 @@ class ZeroGrads:
         self._gradient_average: torch.Tensor | None = None
         self._last_step: torch.Tensor | None = None
         self._history: list[tuple[float, float, float]] = []  # per update: told, sigma and lr factors
-        box = _max_sigma(self._scale, self._lower, self._upper)
+        box = _max_sigma(self._scale, self._lower, self._upper, dim)
         self._control = make_controller(self._config, dim, self._budget, box)
         self._targets = LossScaler(self._config.loss_scale)
         self._estimator = self._new_estimator()
@@ -179,9 +179,7 @@ class ZeroGrads:
     def step_size(self) -> FloatArray:
         """Current Adam step size per coordinate in parameter units (a step moves each
         coordinate by about this much when its gradient's sign is steady, less on noise)."""
-        shape = self._control.shape()
-        lr = self._control.lr(self._counters["told"])
-        return self._scale * (lr if shape is None else lr * shape.numpy())
+        return self._scale * self._steps()
 
     @property
     def history(self) -> FloatArray:
@@ -320,6 +318,13 @@ class ZeroGrads:
         shape = self._control.shape()
         sigma = self._sigma_factor()
         return sigma if shape is None else (sigma * shape).numpy().astype(dtype)
+
+    def _steps(self) -> float | FloatArray:
+        """The Adam step as a factor of the user's sigma: a float when it is the same in every
+        coordinate, else one per coordinate."""
+        shape = self._control.shape()
+        lr = self._control.lr(self._counters["told"])
+        return lr if shape is None else lr * shape.numpy()
 
     def _to_x(self, z: FloatArray) -> FloatArray:
         x = self._x0 + self._scale * z
@@ -469,10 +474,8 @@ class ZeroGrads:
         self._adam_v.mul_(beta2).addcmul_(gradient, gradient, value=1 - beta2)
         self._counters["adam_steps"] += 1
         step = self._counters["adam_steps"]
-        lr: Any = self._control.lr(self._counters["told"])
-        shape = self._control.shape()
-        if shape is not None:
-            lr = lr * self._tensor(shape.numpy())
+        steps = self._steps()
+        lr = self._tensor(steps) if isinstance(steps, np.ndarray) else steps
         m_hat = self._adam_m / (1 - beta1**step)
         v_hat = self._adam_v / (1 - beta2**step)
         theta = self._clip_z(self._theta - lr * m_hat / (v_hat.sqrt() + _ADAM_EPS))
@@ -641,14 +644,16 @@ def _unpack(tensors: dict[str, torch.Tensor]) -> list[_Sample]:
     ]
 
 
-def _max_sigma(scale: FloatArray, lower: FloatArray | None, upper: FloatArray | None) -> float:
-    """The widest sigma factor worth sampling: a quarter of the box's typical width (CMA-ES's
-    advice for a start; wider samples mostly land clipped on the box), inf without a box."""
+def _max_sigma(
+    scale: FloatArray, lower: FloatArray | None, upper: FloatArray | None, dim: int
+) -> torch.Tensor:
+    """The widest sigma factor worth sampling in each coordinate: a quarter of its box's width
+    (CMA-ES's advice for a start; wider samples mostly land clipped on the box), inf where
+    the box is open."""
     if lower is None or upper is None:
-        return math.inf
-    widths = (upper - lower) / scale
-    finite = widths[np.isfinite(widths)]
-    return _BOX_FRACTION * float(np.median(finite)) if finite.size else math.inf
+        return torch.full((dim,), math.inf, dtype=torch.float64)
+    widths = np.broadcast_to(_BOX_FRACTION * (upper - lower) / scale, (dim,))
+    return torch.as_tensor(np.where(np.isfinite(widths), widths, math.inf), dtype=torch.float64)
 
 
 def _key(x: FloatArray) -> bytes:
