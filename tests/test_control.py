@@ -108,6 +108,18 @@ def test_the_shape_moves_with_each_coordinates_ranking(budget: int | None, share
     assert float(control.shape()[0]) < 1.0 < float(control.shape()[2])
 
 
+def test_the_step_signal_measures_the_last_step_in_units_of_the_shape() -> None:
+    control = Adaptive(preset("default"), dim=2, budget=None, max_sigma=10.0)
+    control.log_shape = torch.tensor([np.log(2.0), -np.log(2.0)], dtype=torch.float64)
+    start = control.lr(0)
+    ties = torch.zeros(2, dtype=torch.float64)  # equal losses: no ranking signal, the shape stays
+    gradient, spread, last = torch.tensor([-1.0, 0.0]), torch.ones(2), torch.ones(2)
+    control.observe(Observation(torch.eye(2, dtype=torch.float64), ties, 0.0, gradient, spread, last))
+    step = np.array([1.0, 1.0]) / [2.0, 0.5]  # the step in units of each coordinate's width
+    signal = step[0] / np.sqrt(np.sum(step**2))
+    assert np.log(control.lr(0) / start) == pytest.approx(0.05 * signal, rel=1e-9)
+
+
 def test_a_width_with_a_shape_gives_the_stein_gradient_per_coordinate() -> None:
     rows = torch.tensor([[1.0, 1.0], [-1.0, -1.0]], dtype=torch.float64)
     widths = torch.tensor([[0.5, 2.0], [0.5, 2.0]], dtype=torch.float64)
