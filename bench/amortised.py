@@ -160,7 +160,7 @@ def _vae_strokes_mc(seed: int) -> Task:
 
 
 BAR_SIZE = 24
-_BAR_PIXELS = (np.stack(np.meshgrid(*[np.arange(BAR_SIZE)] * 2, indexing="ij"), -1).reshape(-1, 2) + 0.5)
+_BAR_PIXELS = np.stack(np.meshgrid(*[np.arange(BAR_SIZE)] * 2, indexing="ij"), -1).reshape(-1, 2) + 0.5
 _BAR_PIXELS /= BAR_SIZE  # pixel centres in [0, 1]^2
 
 

@@ -7,6 +7,8 @@
 * ``sep-CMA``: pycma with ``CMA_diagonal=True`` and population = batch size;
 * ``SNES``: our implementation of separable natural evolution strategies (what EvoTorch
   and evosax offer for high dimension), population = batch size;
+* ``PGPE``: our implementation of PGPE with ClipUp (EvoTorch's default pairing), symmetric
+  pairs = batch size;
 * Nevergrad's ``CMA`` (``DiagonalCMA`` from d >= 2000), ``SPSA``, ``TBPSA``, ``NGOpt``,
   ``OnePlusOne`` and ``RandomSearch`` from its registry, ``num_workers`` = batch size
   (SPSA refuses parallel workers: it runs sequentially, one candidate per ask).
@@ -224,6 +226,69 @@ class SNES:
         return self.mu.copy()
 
 
+class PGPE:
+    """Policy gradients with parameter-based exploration (Sehnke et al. 2010), written for
+    this suite with EvoTorch's default options for it (symmetric pairs, centred ranks,
+    ClipUp, widths changing by at most 20% per generation).
+
+    ``batch/2`` symmetric pairs ``mu +- eps``, ``eps ~ N(0, diag(s)^2)``, ranked together
+    (centred ranks in [-0.5, 0.5], best highest). The centre follows ``sum_k (u+ - u-) / 2
+    eps_k / pairs`` with ClipUp (Toklu et al. 2020: the normalised gradient into a velocity
+    of momentum 0.9 and step ``max_speed / 2``, the velocity's norm clipped at
+    ``max_speed``); the widths follow ``sum_k ((u+ + u-) / 2) (eps_k^2 - s^2) / s / pairs``
+    at rate 0.1, each changing by at most 20% per generation. The two rates are set per task
+    in EvoTorch; here ``max_speed`` is a fifteenth of the starting radius ``sigma * sqrt(d)``
+    and the width's rate 0.1, for every problem. Candidates are clipped to the box, ``mu``
+    kept inside it; the answer is ``mu``.
+    """
+
+    momentum = 0.9
+    speed_share = 1 / 15  # max_speed over the starting radius
+    stdev_rate = 0.1
+    stdev_max_change = 0.2
+
+    def __init__(self, setting: Setting) -> None:
+        problem = setting.problem
+        self.setting = setting
+        self.batch = setting.batch
+        self.note = ""
+        self.mu = problem.x0.copy()
+        self.stdev = np.full(problem.dim, setting.sigma)
+        self.velocity = np.zeros(problem.dim)
+        self.max_speed = self.speed_share * setting.sigma * math.sqrt(problem.dim)
+        self.rng = np.random.default_rng(setting.seed)
+        self.eps = np.zeros((0, problem.dim))
+
+    def ask(self, n: int) -> FloatArray:
+        self.eps = self.stdev * self.rng.standard_normal(((n + 1) // 2, self.mu.size))
+        offsets = np.stack([self.eps, -self.eps], axis=1).reshape(-1, self.mu.size)[:n]
+        problem = self.setting.problem
+        return np.clip(self.mu + offsets, problem.lower, problem.upper)
+
+    def tell(self, X: FloatArray, losses: FloatArray) -> None:
+        pairs = len(losses) // 2
+        if pairs < self.batch // 2:  # a partial last generation: too few samples to rank
+            return
+        ranks = np.argsort(np.argsort(-losses[: 2 * pairs]))  # the lowest loss ranks highest
+        utilities = ranks / (2 * pairs - 1) - 0.5
+        plus, minus = utilities[0::2], utilities[1::2]
+        center = (plus - minus) / 2 @ self.eps / pairs
+        norm = np.linalg.norm(center)
+        if norm > 0:
+            self.velocity = self.momentum * self.velocity + self.max_speed / 2 * center / norm
+        speed = np.linalg.norm(self.velocity)
+        if speed > self.max_speed:
+            self.velocity *= self.max_speed / speed
+        problem = self.setting.problem
+        self.mu = np.clip(self.mu + self.velocity, problem.lower, problem.upper)
+        widths = (plus + minus) / 2 @ ((self.eps**2 - self.stdev**2) / self.stdev) / pairs
+        limit = self.stdev_max_change * self.stdev
+        self.stdev = self.stdev + np.clip(self.stdev_rate * widths, -limit, limit)
+
+    def recommend(self) -> FloatArray:
+        return self.mu.copy()
+
+
 class NevergradPeer:
     """An optimizer from Nevergrad's registry, told in whole batches (``num_workers``)."""
 
@@ -282,6 +347,7 @@ OPTIMIZERS: dict[str, Callable[[Setting], Peer]] = {
     "PRDPT": PRDPT,
     "sep-CMA": SepCMA,
     "SNES": SNES,
+    "PGPE": PGPE,
     **{name: partial(NevergradPeer, name) for name in NEVERGRAD},
 }
 OURS = tuple(ZEROGRADS_PRESETS)  # ZeroGrads and its ablations; every other optimizer is a peer

@@ -379,7 +379,8 @@ the paper's settings except the shared batch size), `es` and `es-averaged` (abla
 implementation: antithetic Gaussian-smoothing gradient, Adam step 0.1 sigma, sigma held for half the
 budget then decayed linearly to 0.1 of its start); sep-CMA (pycma, `CMA_diagonal=True`); SNES (our
 implementation of separable natural evolution strategies, the high-dimension ES of EvoTorch and evosax,
-with the paper's learning rates and fitness shaping); Nevergrad CMA (DiagonalCMA from d >= 2000), SPSA,
+with the paper's learning rates and fitness shaping); PGPE (our implementation, with ClipUp and
+EvoTorch's default options; the robustness sweep only); Nevergrad CMA (DiagonalCMA from d >= 2000), SPSA,
 TBPSA, NGOpt, OnePlusOne, RandomSearch.
 
 Known peer limitations in this environment: Nevergrad runs use CSA step-size adaptation at every

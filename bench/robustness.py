@@ -28,7 +28,7 @@ DEFAULT = "ZeroGrads"
 # The problems the controller's constants were chosen on, and those that only judge them.
 TRAINING = ("quantized-quadratic:1000", "step-net:2410", "lander:1000", "integer:1000")
 HELD_OUT = ("texture:3072", "disc-raster:300", "mixint-f1:160", "mixint-f10:40")
-PEERS = ("sep-CMA", "SNES", "PRDPT", "ZG-es", "ZG-schedule")
+PEERS = ("sep-CMA", "SNES", "PGPE", "PRDPT", "ZG-es", "ZG-schedule")
 
 
 def build(args: argparse.Namespace) -> list[Task]:

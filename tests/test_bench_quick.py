@@ -96,6 +96,29 @@ def test_snes_ranks_by_loss_and_converges_on_a_sphere(monkeypatch: pytest.Monkey
     assert snes.scale.max() < 0.1  # the step size adapted down
 
 
+def test_pgpe_follows_the_better_sample_of_each_pair_and_converges_on_a_sphere(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.syspath_prepend(str(ROOT))
+    from bench.peers import PGPE, Setting
+    from bench.problems import Sphere
+
+    problem = Sphere.make(20, seed=0)
+    pgpe = PGPE(Setting(problem, sigma=1.0, budget=8000, batch=16, seed=0))
+    X = pgpe.ask(16)
+    assert np.allclose(X[0] - problem.x0, problem.x0 - X[1])  # symmetric pairs
+    losses = np.zeros(16)
+    losses[1] = -1.0  # the minus sample of the first pair is best: the centre moves toward it
+    pgpe.tell(X, losses)
+    assert np.dot(pgpe.recommend() - problem.x0, X[1] - problem.x0) > 0
+    start = problem(pgpe.recommend())
+    for _ in range(500):
+        X = pgpe.ask(16)
+        pgpe.tell(X, np.array([problem(x) for x in X]))
+    assert problem(pgpe.recommend()) < 1e-2 * start
+    assert pgpe.stdev.max() < 0.5  # the widths adapted down
+
+
 def test_scaling_table_gives_each_peer_its_ratio_to_zerograds_and_failures_their_reason(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
