@@ -15,6 +15,7 @@ import sys
 import time
 from collections.abc import Sequence
 from dataclasses import asdict
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -29,6 +30,36 @@ DEFAULT = "ZeroGrads"
 TRAINING = ("quantized-quadratic:1000", "step-net:2410", "lander:1000", "integer:1000")
 HELD_OUT = ("texture:3072", "disc-raster:300", "mixint-f1:160", "mixint-f10:40")
 PEERS = ("sep-CMA", "SNES", "PGPE", "PRDPT", "ZG-es", "ZG-schedule")
+
+
+def constant(item: str) -> tuple[str, float]:
+    """``NAME=VALUE`` for ``--set``: a numeric module constant of ``zg_asktell._control``."""
+    from zg_asktell import _control
+
+    name, _, value = item.partition("=")
+    known = sorted(k for k, v in vars(_control).items() if k.startswith("_") and type(v) in (int, float))
+    if name not in known:
+        message = f"zg_asktell._control has no numeric constant {name!r}; one of {known}"
+        raise argparse.ArgumentTypeError(message)
+    try:
+        return name, float(value)
+    except ValueError:
+        message = f"{item!r}: give NAME=VALUE with a number, e.g. _STEP_BIAS=0.2"
+        raise argparse.ArgumentTypeError(message) from None
+
+
+def run_with_constants(constants: tuple[tuple[str, float], ...], task: Task) -> RunResult:
+    """:func:`bench.run.run_task` with constants of the controller replaced for this run."""
+    from zg_asktell import _control
+
+    saved = {name: getattr(_control, name) for name, _ in constants}
+    try:
+        for name, value in constants:
+            setattr(_control, name, value)
+        return run_task(task)
+    finally:
+        for name, value in saved.items():
+            setattr(_control, name, value)
 
 
 def build(args: argparse.Namespace) -> list[Task]:
@@ -116,6 +147,15 @@ def arguments() -> argparse.ArgumentParser:
         help="seeds run are FIRST_SEED .. FIRST_SEED+SEEDS-1 (add seeds, then merge)",
     )
     parser.add_argument("--time-cap", type=float, default=1800.0)
+    parser.add_argument(
+        "--set",
+        nargs="+",
+        type=constant,
+        default=[],
+        metavar="NAME=VALUE",
+        help="development runs: replace a constant of zg_asktell._control in every run "
+        "(e.g. _STEP_BIAS=0.2); the command is saved with the results",
+    )
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "robustness")
     parser.add_argument(
         "--from-results",
@@ -151,7 +191,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             finished.append(result)
             print(f"{len(finished)}/{len(tasks)} runs", end="\r", file=sys.stderr, flush=True)
 
-        results = execute(run_task, tasks, 2, _died, done)
+        results = execute(partial(run_with_constants, tuple(args.set)), tasks, 2, _died, done)
         data = {
             "command": command,
             "machine": machine(),

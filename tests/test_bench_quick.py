@@ -119,6 +119,25 @@ def test_pgpe_follows_the_better_sample_of_each_pair_and_converges_on_a_sphere(
     assert pgpe.stdev.max() < 0.5  # the widths adapted down
 
 
+def test_robustness_runs_can_replace_a_controller_constant_and_restore_it(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.syspath_prepend(str(ROOT))
+    from bench.robustness import arguments, run_with_constants
+    from bench.run import Task, run_task
+    from zg_asktell import _control
+
+    args = arguments().parse_args(["--set", "_STEP_BIAS=0.5"])
+    assert args.set == [("_STEP_BIAS", 0.5)]
+    with pytest.raises(SystemExit):
+        arguments().parse_args(["--set", "_STEP_BAIS=0.5"])
+    assert "no numeric constant '_STEP_BAIS'" in capsys.readouterr().err
+    task = Task("quantized-quadratic", 20, "ZeroGrads", 0, 6400, 16, 600.0, 4.0)  # 400 updates: h = 0.5
+    changed = run_with_constants((("_STEP_BIAS", 0.5),), task)
+    assert _control._STEP_BIAS == 0.1  # restored
+    assert changed.loss != run_task(task).loss
+
+
 def test_scaling_table_gives_each_peer_its_ratio_to_zerograds_and_failures_their_reason(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:

@@ -179,7 +179,9 @@ class ZeroGrads:
     def step_size(self) -> FloatArray:
         """Current Adam step size per coordinate in parameter units (a step moves each
         coordinate by about this much when its gradient's sign is steady, less on noise)."""
-        return self._scale * self._steps()
+        shape = self._control.shape()
+        lr = self._control.lr(self._counters["told"])
+        return self._scale * (lr if shape is None else lr * shape.numpy())
 
     @property
     def history(self) -> FloatArray:
@@ -318,13 +320,6 @@ class ZeroGrads:
         shape = self._control.shape()
         sigma = self._sigma_factor()
         return sigma if shape is None else (sigma * shape).numpy().astype(dtype)
-
-    def _steps(self) -> float | FloatArray:
-        """The Adam step as a factor of the user's sigma: a float when it is the same in every
-        coordinate, else one per coordinate."""
-        shape = self._control.shape()
-        lr = self._control.lr(self._counters["told"])
-        return lr if shape is None else lr * shape.numpy()
 
     def _to_x(self, z: FloatArray) -> FloatArray:
         x = self._x0 + self._scale * z
@@ -474,8 +469,10 @@ class ZeroGrads:
         self._adam_v.mul_(beta2).addcmul_(gradient, gradient, value=1 - beta2)
         self._counters["adam_steps"] += 1
         step = self._counters["adam_steps"]
-        steps = self._steps()
-        lr = self._tensor(steps) if isinstance(steps, np.ndarray) else steps
+        lr: Any = self._control.lr(self._counters["told"])
+        shape = self._control.shape()
+        if shape is not None:
+            lr = lr * self._tensor(shape.numpy())
         m_hat = self._adam_m / (1 - beta1**step)
         v_hat = self._adam_v / (1 - beta2**step)
         theta = self._clip_z(self._theta - lr * m_hat / (v_hat.sqrt() + _ADAM_EPS))
