@@ -269,10 +269,10 @@ class PGPE:
         pairs = len(losses) // 2
         if pairs < self.batch // 2:  # a partial last generation: too few samples to rank
             return
-        ranks = np.argsort(np.argsort(-losses[: 2 * pairs]))  # the lowest loss ranks highest
-        utilities = ranks / (2 * pairs - 1) - 0.5
-        plus, minus = utilities[0::2], utilities[1::2]
-        center = (plus - minus) / 2 @ self.eps / pairs
+        ranks = np.argsort(np.argsort(losses[: 2 * pairs]))  # 0: the lowest loss (NaN last)
+        utilities = 0.5 - ranks / (2 * pairs - 1)
+        plus, minus, eps = utilities[0::2], utilities[1::2], self.eps[:pairs]
+        center = (plus - minus) / 2 @ eps / pairs
         norm = np.linalg.norm(center)
         if norm > 0:
             self.velocity = self.momentum * self.velocity + self.max_speed / 2 * center / norm
@@ -281,7 +281,7 @@ class PGPE:
             self.velocity *= self.max_speed / speed
         problem = self.setting.problem
         self.mu = np.clip(self.mu + self.velocity, problem.lower, problem.upper)
-        widths = (plus + minus) / 2 @ ((self.eps**2 - self.stdev**2) / self.stdev) / pairs
+        widths = (plus + minus) / 2 @ ((eps**2 - self.stdev**2) / self.stdev) / pairs
         limit = self.stdev_max_change * self.stdev
         self.stdev = self.stdev + np.clip(self.stdev_rate * widths, -limit, limit)
 
@@ -351,6 +351,7 @@ OPTIMIZERS: dict[str, Callable[[Setting], Peer]] = {
     **{name: partial(NevergradPeer, name) for name in NEVERGRAD},
 }
 OURS = tuple(ZEROGRADS_PRESETS)  # ZeroGrads and its ablations; every other optimizer is a peer
+SWEEP_ONLY = ("PGPE",)  # peers of the robustness sweep, not of bench.run's default list
 ES_ABLATION = "ZG-es"
 
 

@@ -29,12 +29,13 @@ from typing import Any, TypeVar
 
 import numpy as np
 
-from .peers import OPTIMIZERS, Setting, make_peer
+from .peers import OPTIMIZERS, SWEEP_ONLY, Setting, make_peer
 from .problems import FAMILIES, initial_sigma, make_problem
 
 ROOT = Path(__file__).resolve().parent.parent
 MAX_WORKERS = 2
 PRELOAD = ["bench._preload"]
+DEFAULT_OPTIMIZERS = [name for name in OPTIMIZERS if name not in SWEEP_ONLY]
 THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
 CURVE_POINTS = 12
 FULL_ESTIMATE = (
@@ -316,7 +317,7 @@ def build_tasks(args: argparse.Namespace, preset: Preset) -> list[Task]:
             args.memory_cap or preset.memory_cap_gb,
         )
         for family, dim in instances
-        for name in args.optimizers or list(OPTIMIZERS)
+        for name in args.optimizers or DEFAULT_OPTIMIZERS
         for seed in range(args.seeds or preset.seeds)
         for budget in args.budgets or preset.budgets
     ]

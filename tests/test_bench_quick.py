@@ -17,8 +17,7 @@ ROOT = Path(__file__).resolve().parent.parent
 @pytest.mark.slow
 def test_quick_preset_produces_every_row(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.syspath_prepend(str(ROOT))
-    from bench.peers import OPTIMIZERS
-    from bench.run import PRESETS
+    from bench.run import DEFAULT_OPTIMIZERS, PRESETS
 
     completed = subprocess.run(
         [sys.executable, "-m", "bench.run", "--preset", "quick", "--out", str(tmp_path)],
@@ -34,7 +33,7 @@ def test_quick_preset_produces_every_row(tmp_path: Path, monkeypatch: pytest.Mon
         (family, dim, name, seed, budget)
         for family, dims in preset.problems.items()
         for dim in dims
-        for name in OPTIMIZERS
+        for name in DEFAULT_OPTIMIZERS
         for seed in range(preset.seeds)
         for budget in preset.budgets
     }
@@ -60,7 +59,7 @@ def test_quick_preset_produces_every_row(tmp_path: Path, monkeypatch: pytest.Mon
     for family, dims in preset.problems.items():
         for dim in dims:
             assert (tmp_path / f"curves_{family}-{dim}.png").is_file()
-            for name in OPTIMIZERS:
+            for name in DEFAULT_OPTIMIZERS:
                 assert f"| {name} |" in completed.stdout
             assert f"| {family}-{dim} | {preset.budgets[-1]} |" in completed.stdout  # against ES
 

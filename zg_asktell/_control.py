@@ -180,7 +180,9 @@ class Adaptive:
     width update, with its rate at 1,000 variables), which the step follows (``z`` measures
     the last step in units of the shape, as updated by this observation). Where a
     coordinate barely matters the shape random-walks; ``sqrt(h)`` keeps that walk's spread
-    over a long run at that of a 200-update run while its drift keeps growing.
+    over a long run at that of a 200-update run while its drift keeps growing. No
+    coordinate's width exceeds its cap (a quarter of its box): the cap applies when the
+    shape is read, so a capped coordinate narrows below it only once its shape has.
 
     Horizon: a budget of more than 200 updates scales the ranking and plateau terms by
     ``h = 200 / updates`` (not the step cap's widening) and makes the step anneal
@@ -196,11 +198,10 @@ class Adaptive:
         self.dim = dim
         self.log_lr = _clamp(math.log(config.lr or _horizon_lr(config, budget)), _LOG_LR_RANGE)
         caps = torch.broadcast_to(torch.as_tensor(max_sigma, dtype=torch.float64), (dim,))
-        # Each coordinate's width stays below its cap; sigma itself below the typical cap.
+        # Each coordinate's width stays below its cap, sigma itself below the median cap (inf
+        # where most coordinates are unbounded).
         self.max_log_widths = caps.log().clamp(max=_LOG_SIGMA_RANGE[1])
-        finite = caps[torch.isfinite(caps)].numpy()
-        typical = float(np.median(finite)) if finite.size else math.inf
-        self.max_log_sigma = min(_LOG_SIGMA_RANGE[1], math.log(typical))
+        self.max_log_sigma = min(_LOG_SIGMA_RANGE[1], math.log(float(np.median(caps.numpy()))))
         self.log_sigma = min(0.0, self.max_log_sigma)  # the user's sigma, unless wider than the box allows
         # The share of the width rule a planned run gets: 1 without a budget or up to _HORIZON updates.
         updates = _planned_updates(config, budget)

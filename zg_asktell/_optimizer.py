@@ -649,8 +649,7 @@ def _max_sigma(
     the box is open."""
     if lower is None or upper is None:
         return torch.full((dim,), math.inf, dtype=torch.float64)
-    widths = np.broadcast_to(_BOX_FRACTION * (upper - lower) / scale, (dim,))
-    return torch.as_tensor(np.where(np.isfinite(widths), widths, math.inf), dtype=torch.float64)
+    return torch.as_tensor(_BOX_FRACTION * (upper - lower) / scale, dtype=torch.float64)
 
 
 def _key(x: FloatArray) -> bytes:
