@@ -185,7 +185,23 @@ class SepCMA:
         return self.x0.copy() if best is None else np.asarray(best, dtype=np.float64)
 
 
-class SNES:
+class _DiagonalGaussian:
+    """What SNES and PGPE share: a centre ``mu`` (the answer) and one width per coordinate."""
+
+    def __init__(self, setting: Setting) -> None:
+        problem = setting.problem
+        self.setting = setting
+        self.batch = setting.batch
+        self.note = ""
+        self.mu = problem.x0.copy()
+        self.widths = np.full(problem.dim, setting.sigma)
+        self.rng = np.random.default_rng(setting.seed)
+
+    def recommend(self) -> FloatArray:
+        return self.mu.copy()
+
+
+class SNES(_DiagonalGaussian):
     """Separable natural evolution strategies (Schaul, Glasmachers & Schmidhuber 2011).
 
     A diagonal Gaussian ``N(mu, diag(s)^2)``; each generation of ``batch`` samples is ranked,
@@ -196,37 +212,29 @@ class SNES:
     """
 
     def __init__(self, setting: Setting) -> None:
+        super().__init__(setting)
         problem = setting.problem
-        self.setting = setting
-        self.batch = setting.batch
-        self.note = ""
-        self.mu = problem.x0.copy()
-        self.scale = np.full(problem.dim, setting.sigma)
-        self.rng = np.random.default_rng(setting.seed)
         self.noise = np.zeros((0, problem.dim))
         ranks = np.arange(1, setting.batch + 1)
         raw = np.maximum(0.0, math.log(setting.batch / 2 + 1) - np.log(ranks))
         self.utilities = raw / raw.sum() - 1 / setting.batch  # best first
-        self.scale_rate = (3 + math.log(problem.dim)) / (5 * math.sqrt(problem.dim))
+        self.width_rate = (3 + math.log(problem.dim)) / (5 * math.sqrt(problem.dim))
 
     def ask(self, n: int) -> FloatArray:
         self.noise = self.rng.standard_normal((n, self.mu.size))
         problem = self.setting.problem
-        return np.clip(self.mu + self.scale * self.noise, problem.lower, problem.upper)
+        return np.clip(self.mu + self.widths * self.noise, problem.lower, problem.upper)
 
     def tell(self, X: FloatArray, losses: FloatArray) -> None:
         if len(losses) < self.batch:  # a partial last generation: too few samples to rank
             return
         weights = self.utilities[np.argsort(np.argsort(losses))]
         problem = self.setting.problem
-        self.mu = np.clip(self.mu + self.scale * (weights @ self.noise), problem.lower, problem.upper)
-        self.scale = self.scale * np.exp(0.5 * self.scale_rate * (weights @ (self.noise**2 - 1)))
-
-    def recommend(self) -> FloatArray:
-        return self.mu.copy()
+        self.mu = np.clip(self.mu + self.widths * (weights @ self.noise), problem.lower, problem.upper)
+        self.widths = self.widths * np.exp(0.5 * self.width_rate * (weights @ (self.noise**2 - 1)))
 
 
-class PGPE:
+class PGPE(_DiagonalGaussian):
     """Policy gradients with parameter-based exploration (Sehnke et al. 2010), written for
     this suite with EvoTorch's default options for it (symmetric pairs, centred ranks,
     ClipUp, widths changing by at most 20% per generation).
@@ -244,23 +252,18 @@ class PGPE:
 
     momentum = 0.9
     speed_share = 1 / 15  # max_speed over the starting radius
-    stdev_rate = 0.1
-    stdev_max_change = 0.2
+    width_rate = 0.1
+    width_max_change = 0.2
 
     def __init__(self, setting: Setting) -> None:
+        super().__init__(setting)
         problem = setting.problem
-        self.setting = setting
-        self.batch = setting.batch
-        self.note = ""
-        self.mu = problem.x0.copy()
-        self.stdev = np.full(problem.dim, setting.sigma)
         self.velocity = np.zeros(problem.dim)
         self.max_speed = self.speed_share * setting.sigma * math.sqrt(problem.dim)
-        self.rng = np.random.default_rng(setting.seed)
         self.eps = np.zeros((0, problem.dim))
 
     def ask(self, n: int) -> FloatArray:
-        self.eps = self.stdev * self.rng.standard_normal(((n + 1) // 2, self.mu.size))
+        self.eps = self.widths * self.rng.standard_normal(((n + 1) // 2, self.mu.size))
         offsets = np.stack([self.eps, -self.eps], axis=1).reshape(-1, self.mu.size)[:n]
         problem = self.setting.problem
         return np.clip(self.mu + offsets, problem.lower, problem.upper)
@@ -281,12 +284,9 @@ class PGPE:
             self.velocity *= self.max_speed / speed
         problem = self.setting.problem
         self.mu = np.clip(self.mu + self.velocity, problem.lower, problem.upper)
-        widths = (plus + minus) / 2 @ ((eps**2 - self.stdev**2) / self.stdev) / pairs
-        limit = self.stdev_max_change * self.stdev
-        self.stdev = self.stdev + np.clip(self.stdev_rate * widths, -limit, limit)
-
-    def recommend(self) -> FloatArray:
-        return self.mu.copy()
+        gradient = (plus + minus) / 2 @ ((eps**2 - self.widths**2) / self.widths) / pairs
+        limit = self.width_max_change * self.widths
+        self.widths = self.widths + np.clip(self.width_rate * gradient, -limit, limit)
 
 
 class NevergradPeer:

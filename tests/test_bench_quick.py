@@ -92,7 +92,7 @@ def test_snes_ranks_by_loss_and_converges_on_a_sphere(monkeypatch: pytest.Monkey
         X = snes.ask(16)
         snes.tell(X, np.array([problem(x) for x in X]))
     assert problem(snes.recommend()) < 1e-3 * start
-    assert snes.scale.max() < 0.1  # the step size adapted down
+    assert snes.widths.max() < 0.1  # the step size adapted down
 
 
 def test_pgpe_follows_the_better_sample_of_each_pair_and_converges_on_a_sphere(
@@ -115,7 +115,7 @@ def test_pgpe_follows_the_better_sample_of_each_pair_and_converges_on_a_sphere(
         X = pgpe.ask(16)
         pgpe.tell(X, np.array([problem(x) for x in X]))
     assert problem(pgpe.recommend()) < 1e-2 * start
-    assert pgpe.stdev.max() < 0.5  # the widths adapted down
+    assert pgpe.widths.max() < 0.5  # the widths adapted down
 
 
 def test_robustness_runs_can_replace_a_controller_constant_and_restore_it(
