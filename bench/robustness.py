@@ -14,7 +14,7 @@ import json
 import sys
 import time
 from collections.abc import Sequence
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from functools import partial
 from pathlib import Path
 
@@ -163,7 +163,8 @@ def arguments() -> argparse.ArgumentParser:
         type=Path,
         metavar="JSON",
         help="re-render these results.json files instead of running (a later file's run replaces "
-        "an earlier one's of the same task: rerun one optimizer and merge)",
+        "an earlier one's of the same problem, optimizer, seed, budget and multiplier, whatever "
+        "its caps: rerun one optimizer and merge)",
     )
     return parser
 
@@ -175,7 +176,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.from_results:
         merged = {}
         for path in args.from_results:
-            merged.update({run.task: run for run in _load(path)[1]})
+            # the caps do not make a cell: a rerun under another time cap replaces the run
+            merged.update(
+                {replace(run.task, time_cap_s=0.0, memory_cap_gb=0.0): run for run in _load(path)[1]}
+            )
         results = list(merged.values())
         data: dict[str, object] = {"command": command, "merged_from": [str(p) for p in args.from_results]}
     else:

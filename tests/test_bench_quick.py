@@ -183,17 +183,19 @@ def test_robustness_merge_writes_the_merged_results_a_later_file_wins(
     from bench.robustness import main
     from bench.run import RunResult, Task
 
-    def results(name: str, loss: float, optimizers: tuple[str, ...]) -> Path:
+    def results(name: str, loss: float, optimizers: tuple[str, ...], time_cap: float) -> Path:
         scales = (0.1, 1.0)
-        tasks = [Task("sphere", 10, o, 0, 64, 16, 60.0, 4.0, s) for o in optimizers for s in scales]
+        tasks = [Task("sphere", 10, o, 0, 64, 16, time_cap, 4.0, s) for o in optimizers for s in scales]
         path = tmp_path / f"{name}.json"
         path.write_text(json.dumps({"runs": [asdict(RunResult(t, loss, curve=[(64, loss)])) for t in tasks]}))
         return path
 
-    first, rerun = results("first", 2.0, ("ZeroGrads", "sep-CMA")), results("rerun", 1.0, ("ZeroGrads",))
+    first = results("first", 2.0, ("ZeroGrads", "sep-CMA"), time_cap=60.0)
+    rerun = results("rerun", 1.0, ("ZeroGrads",), time_cap=120.0)  # another cap: the same cells
     assert main(["--from-results", str(first), str(rerun), "--out", str(tmp_path / "merged")]) == 0
     merged = json.loads((tmp_path / "merged" / "results.json").read_text())
     losses = {(r["task"]["optimizer"], r["task"]["sigma_scale"]): r["loss"] for r in merged["runs"]}
+    assert len(merged["runs"]) == 4
     assert losses == {
         ("ZeroGrads", 0.1): 1.0,
         ("ZeroGrads", 1.0): 1.0,
