@@ -79,6 +79,15 @@ def test_a_step_held_at_its_cap_widens_sigma(lr: float, growth: float) -> None:
     assert control.lr(0) / control.sigma(0) == pytest.approx(min(0.5, lr * np.exp(20 * 0.05 * 3)), rel=1e-9)
 
 
+@pytest.mark.parametrize(("budget", "cap"), [(None, 0.5), (3_200, 0.5), (32_000, 0.5 * np.sqrt(0.1))])
+def test_a_long_planned_run_caps_its_step_lower(budget: int | None, cap: float) -> None:
+    control = Adaptive(preset("default"), dim=10, budget=budget, max_sigma=100.0)
+    for _ in range(200):  # every step paid: the step grows until its cap holds it
+        control.observe(_along_last_step([-1.0] * 10))
+    # Half a sigma; sqrt(200 / updates) of that in a run of more than 200 planned updates.
+    assert control.lr(0) / control.sigma(0) == pytest.approx(cap, rel=1e-9)
+
+
 def test_sigma_shrinks_when_near_samples_rank_first() -> None:
     opt = ZeroGrads(np.zeros(100), 1.0, seed=0)
     _run(opt, lambda x: float(np.sum(x**2)), 40)  # at the minimum, the nearest samples win

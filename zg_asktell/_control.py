@@ -13,8 +13,8 @@ shows it one :class:`Observation` per update. Two rules ship:
   at its cap of half a width, still asks to grow. The same ranking, read coordinate by
   coordinate, gives the width a shape: narrower where the loss is steep, wider where it is
   flat (as SNES and separable CMA-ES adapt one width per variable); the step follows it. A
-  long planned run spreads the ranking and plateau terms over its length and anneals the
-  step.
+  long planned run spreads the ranking and plateau terms over its length, caps the step
+  lower (as the 1/sqrt(updates) law of a fixed horizon) and anneals it.
 * :class:`Schedule` (``control="schedule"``): the open-loop rule of earlier versions:
   sigma annealed geometrically over the budget, a step scaled to the horizon and dimension.
 """
@@ -136,8 +136,10 @@ _WIDTH_RATE = 0.1  # log-sigma change per update per unit of the ranking signal
 # A planned run longer than _HORIZON updates slows the width's ranking and plateau terms by
 # _HORIZON / updates (their total drift stays that of a 200-update run: on a sum of stairs the
 # ranking signal keeps its size at every width, and sigma would fall through them
-# exponentially), and the step asks for a directional signal of _STEP_BIAS * (1 - that
-# share) before it grows (it anneals).
+# exponentially), caps the step at sqrt(that share) of half a sigma (7.1 / sqrt(updates):
+# a steady step is what a long noisy run needs, the directional signal's greed would take
+# longer ones), and the step asks for a directional signal of _STEP_BIAS * (1 - that share)
+# before it grows (it anneals).
 _HORIZON = 200
 _STEP_BIAS = 0.1
 _PLATEAU_RATE = 0.2  # log-sigma growth per update when every loss of the batch is equal
@@ -185,8 +187,9 @@ class Adaptive:
     shape is read, so a capped coordinate narrows below it only once its shape has.
 
     Horizon: a budget of more than 200 updates scales the ranking and plateau terms by
-    ``h = 200 / updates`` (not the step cap's widening) and makes the step anneal
-    (``z - 0.1 (1 - h)``); without a budget, or up to 200 updates, ``h = 1`` and neither
+    ``h = 200 / updates`` (not the step cap's widening), lowers the step's cap to
+    ``0.5 sqrt(h)`` of a width (growth it refuses still widens sigma) and makes the step
+    anneal (``z - 0.1 (1 - h)``); without a budget, or up to 200 updates, ``h = 1`` and none
     applies (docs/robustness.md, "30,000 evaluations").
     """
 
@@ -196,7 +199,6 @@ class Adaptive:
         self, config: ZeroGradsConfig, dim: int, budget: int | None, max_sigma: float | Tensor
     ) -> None:
         self.dim = dim
-        self.log_lr = _clamp(math.log(config.lr or _horizon_lr(config, budget)), _LOG_LR_RANGE)
         caps = torch.broadcast_to(torch.as_tensor(max_sigma, dtype=torch.float64), (dim,))
         # Each coordinate's width stays below its cap, sigma itself below the median cap (inf
         # where most coordinates are unbounded).
@@ -206,6 +208,9 @@ class Adaptive:
         # The share of the width rule a planned run gets: 1 without a budget or up to _HORIZON updates.
         updates = _planned_updates(config, budget)
         self.horizon = 1.0 if updates is None else min(1.0, _HORIZON / updates)
+        # The step's cap: half a width, times sqrt(h) in a planned run longer than _HORIZON updates.
+        self.log_lr_range = (_LOG_LR_RANGE[0], _LOG_LR_RANGE[1] + 0.5 * math.log(self.horizon))
+        self.log_lr = _clamp(math.log(config.lr or _horizon_lr(config, budget)), self.log_lr_range)
         self.log_shape = torch.zeros(dim, dtype=torch.float64)
 
     def shape(self) -> Tensor:
@@ -236,7 +241,7 @@ class Adaptive:
                 clipped = max(-_STEP_SIGNAL_CLIP, min(_STEP_SIGNAL_CLIP, signal))
                 clipped -= _STEP_BIAS * (1 - self.horizon)  # a long run's step anneals
                 wanted = self.log_lr + _STEP_RATE * clipped
-                self.log_lr = _clamp(wanted, _LOG_LR_RANGE)
+                self.log_lr = _clamp(wanted, self.log_lr_range)
                 # A step at its cap that still asks to grow: the samples are too close together.
                 width += _WIDTH_FROM_STEP * max(0.0, wanted - self.log_lr)
         self.log_sigma = _clamp(self.log_sigma + width, (_LOG_SIGMA_RANGE[0], self.max_log_sigma))
