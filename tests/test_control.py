@@ -79,13 +79,40 @@ def test_a_step_held_at_its_cap_widens_sigma(lr: float, growth: float) -> None:
     assert control.lr(0) / control.sigma(0) == pytest.approx(min(0.5, lr * np.exp(20 * 0.05 * 3)), rel=1e-9)
 
 
-@pytest.mark.parametrize(("budget", "cap"), [(None, 0.5), (3_200, 0.5), (32_000, 0.5 * np.sqrt(0.1))])
-def test_a_long_planned_run_caps_its_step_lower(budget: int | None, cap: float) -> None:
+@pytest.mark.parametrize(
+    ("budget", "updates", "cap"),
+    [(None, 200, 0.5), (None, 800, 0.25), (3_200, 200, 0.5), (32_000, 200, 0.5 * np.sqrt(0.1))],
+)
+def test_a_long_run_caps_its_step_lower(budget: int | None, updates: int, cap: float) -> None:
     control = Adaptive(preset("default"), dim=10, budget=budget, max_sigma=100.0)
-    for _ in range(200):  # every step paid: the step grows until its cap holds it
+    for _ in range(updates):  # every step paid: the step grows until its cap holds it
         control.observe(_along_last_step([-1.0] * 10))
-    # Half a sigma; sqrt(200 / updates) of that in a run of more than 200 planned updates.
+    # Half a sigma; sqrt(200 / updates) of that beyond 200 updates: planned, or told so far.
     assert control.lr(0) / control.sigma(0) == pytest.approx(cap, rel=1e-9)
+
+
+def test_a_falling_cap_does_not_widen_sigma() -> None:
+    control = Adaptive(preset("default", lr=0.5), dim=10, budget=None, max_sigma=100.0)
+    for _ in range(200):  # the step at its cap asks for a little more: sigma widens
+        control.observe(_along_last_step([-0.01] * 10))
+    widened = control.sigma(0)
+    for _ in range(100):  # then steps that ask for nothing while the cap falls under the step
+        control.observe(_along_last_step([1.0, -1.0] * 5))
+    assert widened > 1.1 and control.sigma(0) == pytest.approx(widened, rel=1e-12)
+
+
+def test_the_updates_told_resume_with_the_controller() -> None:
+    def run(control: Adaptive, updates: int) -> None:
+        for _ in range(updates):
+            control.observe(_along_last_step([-1.0] * 10))
+
+    control = Adaptive(preset("default"), dim=10, budget=None, max_sigma=100.0)
+    run(control, 400)
+    resumed = Adaptive(preset("default"), dim=10, budget=None, max_sigma=100.0)
+    resumed.load_state_dict(control.state_dict())
+    run(control, 10)
+    run(resumed, 10)  # without the count, its cap would be back at half a sigma
+    assert resumed.lr(0) == control.lr(0)
 
 
 def test_sigma_shrinks_when_near_samples_rank_first() -> None:

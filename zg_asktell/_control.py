@@ -14,7 +14,8 @@ shows it one :class:`Observation` per update. Two rules ship:
   coordinate, gives the width a shape: narrower where the loss is steep, wider where it is
   flat (as SNES and separable CMA-ES adapt one width per variable); the step follows it. A
   long planned run spreads the ranking and plateau terms over its length, caps the step
-  lower (as the 1/sqrt(updates) law of a fixed horizon) and anneals it.
+  lower (the 1/sqrt(updates) law of a fixed horizon; without a budget, of the updates so
+  far) and anneals it.
 * :class:`Schedule` (``control="schedule"``): the open-loop rule of earlier versions:
   sigma annealed geometrically over the budget, a step scaled to the horizon and dimension.
 """
@@ -189,8 +190,9 @@ class Adaptive:
     Horizon: a budget of more than 200 updates scales the ranking and plateau terms by
     ``h = 200 / updates`` (not the step cap's widening), lowers the step's cap to
     ``0.5 sqrt(h)`` of a width (growth it refuses still widens sigma) and makes the step
-    anneal (``z - 0.1 (1 - h)``); without a budget, or up to 200 updates, ``h = 1`` and none
-    applies (docs/robustness.md, "30,000 evaluations").
+    anneal (``z - 0.1 (1 - h)``); up to 200 updates ``h = 1`` and none applies. Without a
+    budget only the cap follows, with the updates observed so far in place of the planned
+    ones (the step's anytime ``1 / sqrt(t)`` bound) (docs/robustness.md, "30,000 evaluations").
     """
 
     scaled_gradient = True
@@ -206,12 +208,17 @@ class Adaptive:
         self.max_log_sigma = min(_LOG_SIGMA_RANGE[1], math.log(float(np.median(caps.numpy()))))
         self.log_sigma = min(0.0, self.max_log_sigma)  # the user's sigma, unless wider than the box allows
         # The share of the width rule a planned run gets: 1 without a budget or up to _HORIZON updates.
-        updates = _planned_updates(config, budget)
-        self.horizon = 1.0 if updates is None else min(1.0, _HORIZON / updates)
-        # The step's cap: half a width, times sqrt(h) in a planned run longer than _HORIZON updates.
-        self.log_lr_range = (_LOG_LR_RANGE[0], _LOG_LR_RANGE[1] + 0.5 * math.log(self.horizon))
-        self.log_lr = _clamp(math.log(config.lr or _horizon_lr(config, budget)), self.log_lr_range)
+        self.planned = _planned_updates(config, budget)
+        self.horizon = 1.0 if self.planned is None else min(1.0, _HORIZON / self.planned)
+        self.observed = 0  # updates observed
+        self.log_lr = _clamp(math.log(config.lr or _horizon_lr(config, budget)), self._log_lr_range())
         self.log_shape = torch.zeros(dim, dtype=torch.float64)
+
+    def _log_lr_range(self) -> tuple[float, float]:
+        """The step's bounds: at most half a width, times ``sqrt(200 / updates)`` beyond 200
+        updates, the planned ones or, without a budget, those observed so far."""
+        updates = self.planned if self.planned is not None else self.observed
+        return _LOG_LR_RANGE[0], _LOG_LR_RANGE[1] + 0.5 * math.log(min(1.0, _HORIZON / max(1.0, updates)))
 
     def shape(self) -> Tensor:
         # No coordinate wider than its box allows.
@@ -224,6 +231,7 @@ class Adaptive:
         return math.exp(self.log_lr + self.log_sigma)
 
     def observe(self, observation: Observation) -> None:
+        self.observed += 1
         coordinates = _coordinate_signals(observation.targets, observation.offsets)
         width = _WIDTH_RATE * float(coordinates.sum()) / math.sqrt(self.dim)
         width = self.horizon * (width + _PLATEAU_RATE * observation.ties)
@@ -240,19 +248,27 @@ class Adaptive:
                 signal = -float(observation.gradient.double().cpu() @ step) / noise
                 clipped = max(-_STEP_SIGNAL_CLIP, min(_STEP_SIGNAL_CLIP, signal))
                 clipped -= _STEP_BIAS * (1 - self.horizon)  # a long run's step anneals
-                wanted = self.log_lr + _STEP_RATE * clipped
-                self.log_lr = _clamp(wanted, self.log_lr_range)
-                # A step at its cap that still asks to grow: the samples are too close together.
-                width += _WIDTH_FROM_STEP * max(0.0, wanted - self.log_lr)
+                asked = _STEP_RATE * clipped
+                wanted = self.log_lr + asked
+                self.log_lr = _clamp(wanted, self._log_lr_range())
+                # A step at its cap that still asks to grow: the samples are too close together
+                # (only the growth this update asked for: a cap that falls is no such sign).
+                width += _WIDTH_FROM_STEP * max(0.0, min(asked, wanted - self.log_lr))
         self.log_sigma = _clamp(self.log_sigma + width, (_LOG_SIGMA_RANGE[0], self.max_log_sigma))
 
     def state_dict(self) -> dict[str, Any]:
-        return {"log_lr": self.log_lr, "log_sigma": self.log_sigma, "log_shape": self.log_shape.clone()}
+        return {
+            "log_lr": self.log_lr,
+            "log_sigma": self.log_sigma,
+            "log_shape": self.log_shape.clone(),
+            "observed": self.observed,
+        }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.log_lr, self.log_sigma = float(state["log_lr"]), float(state["log_sigma"])
         if "log_shape" in state:
             self.log_shape = state["log_shape"].double().cpu().clone()
+        self.observed = int(state.get("observed", 0))
 
 
 def _horizon_lr(config: ZeroGradsConfig, budget: int | None) -> float:
