@@ -13,9 +13,9 @@ shows it one :class:`Observation` per update. Two rules ship:
   at its cap of half a width, still asks to grow. The same ranking, read coordinate by
   coordinate, gives the width a shape: narrower where the loss is steep, wider where it is
   flat (as SNES and separable CMA-ES adapt one width per variable); the step follows it. A
-  long planned run spreads the ranking and plateau terms over its length, caps the step
-  lower (the 1/sqrt(updates) law of a fixed horizon; without a budget, of the updates so
-  far) and anneals it.
+  run of more than 200 updates caps the step lower (a 1/sqrt(updates) law: the planned
+  updates, or without a budget those so far); a long planned run also spreads the ranking
+  and plateau terms over its length and anneals the step.
 * :class:`Schedule` (``control="schedule"``): the open-loop rule of earlier versions:
   sigma annealed geometrically over the budget, a step scaled to the horizon and dimension.
 """
@@ -137,10 +137,10 @@ _WIDTH_RATE = 0.1  # log-sigma change per update per unit of the ranking signal
 # A planned run longer than _HORIZON updates slows the width's ranking and plateau terms by
 # _HORIZON / updates (their total drift stays that of a 200-update run: on a sum of stairs the
 # ranking signal keeps its size at every width, and sigma would fall through them
-# exponentially), caps the step at sqrt(that share) of half a sigma (7.1 / sqrt(updates):
-# a steady step is what a long noisy run needs, the directional signal's greed would take
-# longer ones), and the step asks for a directional signal of _STEP_BIAS * (1 - that share)
-# before it grows (it anneals).
+# exponentially), caps the step at sqrt(that share) of half a sigma (7.1 / sqrt(updates),
+# without a budget the updates so far: a steady step is what a long noisy run needs, the
+# directional signal's greed would take longer ones), and the step asks for a directional
+# signal of _STEP_BIAS * (1 - that share) before it grows (it anneals).
 _HORIZON = 200
 _STEP_BIAS = 0.1
 _PLATEAU_RATE = 0.2  # log-sigma growth per update when every loss of the batch is equal
