@@ -1,7 +1,8 @@
 """Every optimizer of the benchmark behind one batch ask/tell interface.
 
 * ZeroGrads presets through the core API (``ZeroGrads``, ``ZG-surrogate``, ``ZG-reference``,
-  and the ablations ``ZG-es``, ``ZG-es-averaged``), all with the benchmark's batch size;
+  and the ablations ``ZG-es``, ``ZG-es-averaged``), all with the benchmark's batch size, and
+  ``ZG-anytime``: the default not told the budget (robustness sweep only);
 * ``PRDPT``: our implementation of plateau-reduced gradient descent (antithetic
   Gaussian-smoothing gradient estimate fed to Adam, sigma held, then decayed linearly);
 * ``sep-CMA``: pycma with ``CMA_diagonal=True`` and population = batch size;
@@ -66,7 +67,9 @@ class Peer(Protocol):
 
 
 class ZeroGradsPeer:
-    def __init__(self, preset_name: str, setting: Setting) -> None:
+    """A ZeroGrads preset; ``knows_budget=False`` keeps the budget from it (an anytime run)."""
+
+    def __init__(self, preset_name: str, setting: Setting, knows_budget: bool = True) -> None:
         problem = setting.problem
         config = preset(preset_name)
         self.batch = setting.batch
@@ -80,7 +83,7 @@ class ZeroGradsPeer:
             setting.sigma,
             lower=problem.lower,
             upper=problem.upper,
-            budget=setting.budget,
+            budget=setting.budget if knows_budget else None,
             config=config.replace(batch_size=setting.batch),
             seed=setting.seed,
         )
@@ -344,14 +347,15 @@ NEVERGRAD = ("CMA", "SPSA", "TBPSA", "NGOpt", "OnePlusOne", "RandomSearch")
 
 OPTIMIZERS: dict[str, Callable[[Setting], Peer]] = {
     **{label: partial(ZeroGradsPeer, name) for label, name in ZEROGRADS_PRESETS.items()},
+    "ZG-anytime": partial(ZeroGradsPeer, "default", knows_budget=False),
     "PRDPT": PRDPT,
     "sep-CMA": SepCMA,
     "SNES": SNES,
     "PGPE": PGPE,
     **{name: partial(NevergradPeer, name) for name in NEVERGRAD},
 }
-OURS = tuple(ZEROGRADS_PRESETS)  # ZeroGrads and its ablations; every other optimizer is a peer
-SWEEP_ONLY = ("PGPE",)  # peers of the robustness sweep, not of bench.run's default list
+OURS = (*ZEROGRADS_PRESETS, "ZG-anytime")  # ZeroGrads and its ablations; the others are peers
+SWEEP_ONLY = ("PGPE", "ZG-anytime")  # of the robustness sweep, not of bench.run's default list
 ES_ABLATION = "ZG-es"
 
 

@@ -217,3 +217,15 @@ def test_robustness_first_seed_adds_seeds_without_rerunning_the_earlier_ones(
         ["--problems", "sphere:10", "--optimizers", "ZeroGrads", "--seeds", "2", "--first-seed", "2"]
     )
     assert sorted({task.seed for task in build(args)}) == [2, 3]
+
+
+def test_zg_anytime_is_the_default_not_told_the_budget(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.syspath_prepend(str(ROOT))
+    from bench.peers import Setting, make_peer
+    from zg_asktell.problems import Problem
+
+    sphere = Problem("sphere", x0=np.zeros(4), lower=np.full(4, -1.0), upper=np.ones(4))
+    setting = Setting(sphere, sigma=0.5, budget=320, batch=16, seed=0)
+    told, anytime = make_peer("ZeroGrads", setting), make_peer("ZG-anytime", setting)
+    assert (told.optimizer.budget, anytime.optimizer.budget) == (320, None)
+    assert told.optimizer.config == anytime.optimizer.config
