@@ -375,7 +375,8 @@ Problems (`bench/problems.py`; instance seed 0, optimizer seeds 0..{data["seeds"
 {_problem_list()}
 
 Optimizers (`bench/peers.py`): ZeroGrads presets `default` (ZeroGrads), `reference` (ZG-reference,
-the paper's settings except the shared batch size), `es` and `es-averaged` (ablations); PRDPT (our
+the paper's settings except the shared batch size), `es` and `es-averaged` (ablations), and
+`default` not told the budget (ZG-anytime; the robustness sweep only); PRDPT (our
 implementation: antithetic Gaussian-smoothing gradient, Adam step 0.1 sigma, sigma held for half the
 budget then decayed linearly to 0.1 of its start); sep-CMA (pycma, `CMA_diagonal=True`); SNES (our
 implementation of separable natural evolution strategies, the high-dimension ES of EvoTorch and evosax,
