@@ -28,12 +28,12 @@ separable CMA-ES, whose memory is linear in the dimension. The ZeroGrads and ``e
 come from version 0.2's lower step cap for runs of more than 200 updates (250 here; rerun
 with ``--optimizers ZeroGrads ZG-es``; the other rows from an earlier run). With the
 per-coordinate widths alone ZeroGrads reached 0.249 of the start and ``es`` 0.231
-(held-out 88.3% and 87.2%), before them 0.304 and 0.310 (88.1% and 84.7%). Before version 0.2's step-cap rule (a step
-held at its cap widens the width) ZeroGrads reached 0.349 and ``es`` 0.315 at seed 0
-(held-out 87.8% and 86.4%); before its long-budget rule (the width's adaptation spread
-over a budget of more than 200 updates) 0.418 and 0.486, and separable CMA-ES led on seeds
-1 and 2 as well (ZeroGrads 0.49x and 0.41x the start, sep-CMA 0.38x and 0.34x, ``es``
-0.36x and 0.34x; not rerun since).
+(held-out 88.3% and 87.2%), before them 0.304 and 0.310 (88.1% and 84.7%). Before version
+0.2's step-cap rule (a step held at its cap widens the width) ZeroGrads reached 0.349 and
+``es`` 0.315 at seed 0 (held-out 87.8% and 86.4%); before its long-budget rule (the
+width's adaptation spread over a budget of more than 200 updates) 0.418 and 0.486, and
+separable CMA-ES led on seeds 1 and 2 as well (ZeroGrads 0.49x and 0.41x the start,
+sep-CMA 0.38x and 0.34x, ``es`` 0.36x and 0.34x; not rerun since).
 
 At the full size a shortened run (``--full --budget 480``) took 41 s of CPU time for all
 five, ZeroGrads 12.7 s of it with 453 MB of added peak memory: the paper's 100,000
