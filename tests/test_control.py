@@ -69,7 +69,7 @@ def test_a_long_planned_run_anneals_its_step_where_steps_do_not_pay(budget: int 
     assert control.lr(0) == pytest.approx(start * np.exp(-20 * decay), rel=1e-9)
 
 
-@pytest.mark.parametrize(("lr", "growth"), [(0.5, 20 * 0.5 * 0.05 * 3), (0.01, 0.0)])
+@pytest.mark.parametrize(("lr", "growth"), [(0.5, 20 * 0.5 * 0.05 * 3), (0.02, 0.0)])
 def test_a_step_held_at_its_cap_widens_sigma(lr: float, growth: float) -> None:
     control = Adaptive(preset("default", lr=lr), dim=10, budget=None, max_sigma=100.0)
     for _ in range(20):  # every step paid: the step asks to grow, by 3 noise units
@@ -77,6 +77,19 @@ def test_a_step_held_at_its_cap_widens_sigma(lr: float, growth: float) -> None:
     # At the cap (half a sigma) half the refused growth widens sigma; below it the step grows alone.
     assert control.sigma(0) == pytest.approx(np.exp(growth), rel=1e-9)
     assert control.lr(0) / control.sigma(0) == pytest.approx(min(0.5, lr * np.exp(20 * 0.05 * 3)), rel=1e-9)
+
+
+@pytest.mark.parametrize(("lr", "growth"), [(0.5 / 30, -20 * 0.5 * 0.05 * 3), (0.5, 0.0)])
+def test_a_step_held_at_its_floor_narrows_sigma(lr: float, growth: float) -> None:
+    control = Adaptive(preset("default", lr=lr), dim=10, budget=None, max_sigma=100.0)
+    for _ in range(20):  # every step overshot: the step asks to shrink, by 3 noise units
+        control.observe(_along_last_step([1.0] * 10))
+    # At the floor (1/30 of the cap) half the refused shrink narrows sigma; above it the step
+    # shrinks alone (from the cap it needs 23 such updates to reach the floor).
+    assert control.sigma(0) == pytest.approx(np.exp(growth), rel=1e-9)
+    assert control.lr(0) / control.sigma(0) == pytest.approx(
+        max(0.5 / 30, lr * np.exp(-20 * 0.05 * 3)), rel=1e-9
+    )
 
 
 @pytest.mark.parametrize(

@@ -63,7 +63,8 @@ class ZeroGradsConfig:
             Rules and measurements: ``zg_asktell._control``, docs/benchmarks.md.
         lr: Adam step size on theta in units of the current sigma (normalised space). With
             ``control="adaptive"`` the starting step (``None``: the horizon step below, at most
-            0.5, with a budget; 0.1 without), adapted from there within [1e-4, 0.5];
+            0.5, with a budget; 0.1 without), adapted from there between its cap (0.5, lower
+            beyond 200 updates) and 1/30 of it;
             with ``"schedule"`` the fixed step (``None``: ``2.5 / sqrt(budget / batch_size)``
             clipped to [0.02, 1] when the budget is known, else 0.1; either times
             ``sqrt(1 - gradient_averaging)`` and, above 3,072 variables, ``sqrt(3072 / d)``).

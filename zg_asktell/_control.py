@@ -10,12 +10,14 @@ shows it one :class:`Observation` per update. Two rules ship:
   automatic anneal). The width shrinks when the batch ranks its closer samples first
   (curvature dominates the slope: the smoothing biases the gradient) and grows when
   antithetic pairs tie (a plateau: the width is below the loss's steps) or the step, held
-  at its cap of half a width, still asks to grow. The same ranking, read coordinate by
-  coordinate, gives the width a shape: narrower where the loss is steep, wider where it is
-  flat (as SNES and separable CMA-ES adapt one width per variable); the step follows it. A
-  run of more than 200 updates caps the step lower (a 1/sqrt(updates) law: the planned
-  updates, or without a budget those so far); a long planned run also spreads the ranking
-  and plateau terms over its length and anneals the step.
+  at its cap of half a width, still asks to grow; it narrows when the step, held at its
+  floor (1/30 of the cap), still asks to shrink (an anneal of the width). The same
+  ranking, read coordinate by coordinate, gives the width a shape: narrower where the loss
+  is steep, wider where it is flat (as SNES and separable CMA-ES adapt one width per
+  variable); the step follows it. A run of more than 200 updates caps the step lower (a
+  1/sqrt(updates) law: the planned updates, or without a budget those so far); a long
+  planned run also spreads the ranking and plateau terms over its length and anneals the
+  step.
 * :class:`Schedule` (``control="schedule"``): the open-loop rule of earlier versions:
   sigma annealed geometrically over the budget, a step scaled to the horizon and dimension.
 """
@@ -144,9 +146,12 @@ _WIDTH_RATE = 0.1  # log-sigma change per update per unit of the ranking signal
 _HORIZON = 200
 _STEP_BIAS = 0.1
 _PLATEAU_RATE = 0.2  # log-sigma growth per update when every loss of the batch is equal
-_LOG_LR_RANGE = (math.log(1e-4), math.log(0.5))  # the step: at most half a sigma per coordinate
-# A step held at that cap while its signal asks for more widens sigma by this share of the
-# growth it was refused (the width, not the step, is then what keeps the steps short).
+_LOG_LR_CAP = math.log(0.5)  # the step: at most half a sigma per coordinate
+_STEP_SPAN = 30.0  # and at least 1/30 of its cap
+# A step held at its cap while its signal asks for more widens sigma by this share of the
+# growth it was refused (the width, not the step, is then what keeps the steps short); one
+# held at its floor while its signal asks for less narrows sigma by the same share (the
+# smoothed gradient at this width no longer tells where to go: the width must anneal).
 _WIDTH_FROM_STEP = 0.5
 _LOG_SIGMA_RANGE = (math.log(1e-6), math.log(1e3))
 # The width's shape: log-width change per coordinate per update per unit of that coordinate's
@@ -172,8 +177,10 @@ class Adaptive:
     losses across the batch (a plateau) add growth. The step is capped at half a sigma per
     coordinate; growth the cap refuses widens sigma by half as much (as a long evolution
     path does in CMA-ES: the samples are too close together for the distance theta still
-    travels). ``log sigma += h (rate * signal + plateau_rate * ties) + 0.5 refused``, with
-    ``h`` the horizon's share below.
+    travels). Its floor is 1/30 of the cap; shrinking the floor refuses narrows sigma by half
+    as much (no step length the span allows pays at this width: the smoothed loss's
+    minimum is reached, a narrower one finds the loss's own). ``log sigma += h (rate *
+    signal + plateau_rate * ties) + 0.5 refused``, with ``h`` the horizon's share below.
     Adam sees the gradient in units of each coordinate's current width, so its moments
     carry across changes of width.
 
@@ -188,11 +195,12 @@ class Adaptive:
     shape is read, so a capped coordinate narrows below it only once its shape has.
 
     Horizon: a budget of more than 200 updates scales the ranking and plateau terms by
-    ``h = 200 / updates`` (not the step cap's widening), lowers the step's cap to
-    ``0.5 sqrt(h)`` of a width (growth it refuses still widens sigma) and makes the step
-    anneal (``z - 0.1 (1 - h)``); up to 200 updates ``h = 1`` and none applies. Without a
-    budget only the cap follows, with the updates observed so far in place of the planned
-    ones (the step's anytime ``1 / sqrt(t)`` bound) (docs/robustness.md, "30,000 evaluations").
+    ``h = 200 / updates`` (not the step bounds' widening and narrowing), lowers the step's
+    cap to ``0.5 sqrt(h)`` of a width (and its floor with it) and makes the step anneal
+    (``z - 0.1 (1 - h)``: at the floor, the width anneals); up to 200 updates ``h = 1``
+    and none applies. Without a budget only the cap follows, with the updates observed so
+    far in place of the planned ones (the step's anytime ``1 / sqrt(t)`` bound)
+    (docs/robustness.md, "30,000 evaluations").
     """
 
     scaled_gradient = True
@@ -216,9 +224,11 @@ class Adaptive:
 
     def _log_lr_range(self) -> tuple[float, float]:
         """The step's bounds: at most half a width, times ``sqrt(200 / updates)`` beyond 200
-        updates, the planned ones or, without a budget, those observed so far."""
+        updates (the planned ones or, without a budget, those observed so far); at least
+        1/30 of that."""
         updates = self.planned if self.planned is not None else self.observed
-        return _LOG_LR_RANGE[0], _LOG_LR_RANGE[1] + 0.5 * math.log(min(1.0, _HORIZON / max(1.0, updates)))
+        upper = _LOG_LR_CAP + 0.5 * math.log(min(1.0, _HORIZON / max(1.0, updates)))
+        return upper - math.log(_STEP_SPAN), upper
 
     def shape(self) -> Tensor:
         # No coordinate wider than its box allows.
@@ -251,9 +261,11 @@ class Adaptive:
                 asked = _STEP_RATE * clipped
                 wanted = self.log_lr + asked
                 self.log_lr = _clamp(wanted, self._log_lr_range())
-                # A step at its cap that still asks to grow: the samples are too close together
-                # (only the growth this update asked for: a cap that falls is no such sign).
-                width += _WIDTH_FROM_STEP * max(0.0, min(asked, wanted - self.log_lr))
+                # A step at its cap that still asks to grow: the samples are too close together;
+                # at its floor and still asking to shrink: too far apart. Only the change this
+                # update asked for counts (a bound that moves is no such sign).
+                refused = wanted - self.log_lr
+                width += _WIDTH_FROM_STEP * min(max(refused, min(0.0, asked)), max(0.0, asked))
         self.log_sigma = _clamp(self.log_sigma + width, (_LOG_SIGMA_RANGE[0], self.max_log_sigma))
 
     def state_dict(self) -> dict[str, Any]:
