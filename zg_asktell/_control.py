@@ -14,8 +14,8 @@ shows it one :class:`Observation` per update. Two rules ship:
   floor (1/30 of the cap), still asks to shrink (an anneal of the width). The same
   ranking, read coordinate by coordinate, gives the width a shape: narrower where the loss
   is steep, wider where it is flat (as SNES and separable CMA-ES adapt one width per
-  variable); the step follows it. A run of more than 200 updates caps the step lower (a
-  1/sqrt(updates) law: the planned updates, or without a budget those so far); a long
+  variable); the step follows it. A run of more than 200 updates caps the step lower (by
+  (200/updates)**0.75 with a budget, the anytime 1/sqrt(updates) law without one); a long
   planned run also spreads the ranking and plateau terms over its length and anneals the
   step.
 * :class:`Schedule` (``control="schedule"``): the open-loop rule of earlier versions:
@@ -139,15 +139,19 @@ _WIDTH_RATE = 0.1  # log-sigma change per update per unit of the ranking signal
 # A planned run longer than _HORIZON updates slows the width's ranking and plateau terms by
 # _HORIZON / updates (their total drift stays that of a 200-update run: on a sum of stairs the
 # ranking signal keeps its size at every width, and sigma would fall through them
-# exponentially), caps the step at sqrt(that share) of half a sigma (7.1 / sqrt(updates),
-# without a budget the updates so far: a steady step is what a long noisy run needs, the
-# directional signal's greed would take longer ones), and the step asks for a directional
+# exponentially), caps the step at that share ** _CAP_EXPONENT of half a sigma (0.09 sigma
+# at 1,875 updates; without a budget the updates so far: a steady step is what a long noisy
+# run needs, the directional signal's greed would take longer ones), and the step asks for a directional
 # signal of _STEP_BIAS * (1 - that share) before it grows (it anneals).
 _HORIZON = 200
 _STEP_BIAS = 0.1
 _PLATEAU_RATE = 0.2  # log-sigma growth per update when every loss of the batch is equal
 _LOG_LR_CAP = math.log(0.5)  # the step: at most half a sigma per coordinate
 _STEP_SPAN = 30.0  # and at least 1/30 of its cap
+# Beyond _HORIZON updates the cap is scaled by (_HORIZON / updates) ** this: the planned updates
+# (0.75: a known horizon affords a shorter steady step), or without a budget those so far (the
+# anytime 1 / sqrt(t) bound).
+_CAP_EXPONENT, _ANYTIME_CAP_EXPONENT = 0.75, 0.5
 # A step held at its cap while its signal asks for more widens sigma by this share of the
 # growth it was refused (the width, not the step, is then what keeps the steps short); one
 # held at its floor while its signal asks for less narrows sigma by the same share (the
@@ -196,7 +200,7 @@ class Adaptive:
 
     Horizon: a budget of more than 200 updates scales the ranking and plateau terms by
     ``h = 200 / updates`` (not the step bounds' widening and narrowing), lowers the step's
-    cap to ``0.5 sqrt(h)`` of a width (and its floor with it) and makes the step anneal
+    cap to ``0.5 h ** 0.75`` of a width (and its floor with it) and makes the step anneal
     (``z - 0.1 (1 - h)``: at the floor, the width anneals); up to 200 updates ``h = 1``
     and none applies. Without a budget only the cap follows, with the updates observed so
     far in place of the planned ones (the step's anytime ``1 / sqrt(t)`` bound)
@@ -223,11 +227,14 @@ class Adaptive:
         self.log_shape = torch.zeros(dim, dtype=torch.float64)
 
     def _log_lr_range(self) -> tuple[float, float]:
-        """The step's bounds: at most half a width, times ``sqrt(200 / updates)`` beyond 200
-        updates (the planned ones or, without a budget, those observed so far); at least
-        1/30 of that."""
-        updates = self.planned if self.planned is not None else self.observed
-        upper = _LOG_LR_CAP + 0.5 * math.log(min(1.0, _HORIZON / max(1.0, updates)))
+        """The step's bounds: at most half a width, beyond 200 updates times ``(200 /
+        planned) ** 0.75`` or, without a budget, ``sqrt(200 / observed)``; at least 1/30 of
+        that."""
+        if self.planned is None:
+            updates, exponent = float(self.observed), _ANYTIME_CAP_EXPONENT
+        else:
+            updates, exponent = self.planned, _CAP_EXPONENT
+        upper = _LOG_LR_CAP + exponent * math.log(min(1.0, _HORIZON / max(1.0, updates)))
         return upper - math.log(_STEP_SPAN), upper
 
     def shape(self) -> Tensor:
