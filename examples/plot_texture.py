@@ -16,21 +16,22 @@ posterized texture; CPU seconds)::
 
     | optimizer | final loss | / ZeroGrads | / start | CPU s |
     |-----------|------------|-------------|---------|-------|
-    | ZeroGrads | 0.0300     | 1.00        | 0.740   | 37    |
-    | sep-CMA   | 0.0377     | 1.26        | 0.932   | 28    |
-    | SPSA      | 0.0308     | 1.03        | 0.761   | 13    |
-    | PRDPT     | 0.0564     | 1.88        | 1.393   | 2     |
-    | ZG-es     | 0.0317     | 1.06        | 0.782   | 7     |
+    | ZeroGrads | 0.0301     | 1.00        | 0.744   | 35    |
+    | sep-CMA   | 0.0377     | 1.25        | 0.932   | 28    |
+    | SPSA      | 0.0308     | 1.02        | 0.761   | 13    |
+    | PRDPT     | 0.0564     | 1.87        | 1.393   | 2     |
+    | ZG-es     | 0.0307     | 1.02        | 0.758   | 10    |
 
 At 12,288 variables 10,000 evaluations are early days: ZeroGrads, SPSA and the ``es``
 preset cut a fifth to a quarter of the loss, separable CMA-ES less, and PRDPT's fixed step
-overshoots. The ZeroGrads and ``es`` rows come from version 0.2's lower step cap for runs
-of more than 200 updates (rerun with ``--optimizers ZeroGrads ZG-es``; the other rows and
-the CPU seconds from an earlier run); with the per-coordinate widths alone ZeroGrads
-reached 0.735 and ``es`` 0.774, before them 0.750 and 0.798. (Before version 0.2's
-long-budget rule, which spreads the width's adaptation over a budget of more than 200
-updates, ZeroGrads reached 0.786 and ``es`` 0.758; seeds 1 and 2, measured then: 0.807 and
-0.730.) At the full size, ``python examples/plot_texture.py --full --optimizers
+overshoots. The ZeroGrads and ``es`` rows come from version 0.2's step cap at ``(200 /
+updates) ** 0.75`` of half a sigma for runs of more than 200 updates (rerun with
+``--optimizers ZeroGrads ZG-es``; the other rows from an earlier run); with the cap at the
+square root ZeroGrads reached 0.740 and ``es`` 0.782, with the per-coordinate widths alone
+ZeroGrads reached 0.735 and ``es`` 0.774, before them 0.750 and 0.798. (Before version
+0.2's long-budget rule, which spreads the width's adaptation over a budget of more than
+200 updates, ZeroGrads reached 0.786 and ``es`` 0.758; seeds 1 and 2, measured then: 0.807
+and 0.730.) At the full size, ``python examples/plot_texture.py --full --optimizers
 ZeroGrads`` (196,608 variables, 10,000 evaluations, measured before that rule) took 737 s
 of CPU time (461 s user, 281 s system; 29 minutes of wall time on the shared machine),
 added 1.9 GB of peak memory (2.3 GB resident in all), and reached 0.947 times the start
