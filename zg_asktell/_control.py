@@ -139,9 +139,8 @@ _WIDTH_RATE = 0.1  # log-sigma change per update per unit of the ranking signal
 # A planned run longer than _HORIZON updates slows the width's ranking and plateau terms by
 # _HORIZON / updates (their total drift stays that of a 200-update run: on a sum of stairs the
 # ranking signal keeps its size at every width, and sigma would fall through them
-# exponentially), caps the step at that share ** _CAP_EXPONENT of half a sigma (0.09 sigma
-# at 1,875 updates; without a budget the updates so far: a steady step is what a long noisy
-# run needs, the directional signal's greed would take longer ones), and the step asks for a directional
+# exponentially), caps the step lower (below: a steady step is what a long noisy run needs,
+# the directional signal's greed would take longer ones), and the step asks for a directional
 # signal of _STEP_BIAS * (1 - that share) before it grows (it anneals).
 _HORIZON = 200
 _STEP_BIAS = 0.1
@@ -149,8 +148,8 @@ _PLATEAU_RATE = 0.2  # log-sigma growth per update when every loss of the batch 
 _LOG_LR_CAP = math.log(0.5)  # the step: at most half a sigma per coordinate
 _STEP_SPAN = 30.0  # and at least 1/30 of its cap
 # Beyond _HORIZON updates the cap is scaled by (_HORIZON / updates) ** this: the planned updates
-# (0.75: a known horizon affords a shorter steady step), or without a budget those so far (the
-# anytime 1 / sqrt(t) bound).
+# (0.75: a known horizon affords a shorter steady step, 0.09 sigma at 1,875 updates), or
+# without a budget those so far (the anytime 1 / sqrt(t) bound).
 _CAP_EXPONENT, _ANYTIME_CAP_EXPONENT = 0.75, 0.5
 # A step held at its cap while its signal asks for more widens sigma by this share of the
 # growth it was refused (the width, not the step, is then what keeps the steps short); one
