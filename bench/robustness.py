@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 import time
 from collections.abc import Sequence
@@ -98,6 +99,47 @@ def table(results: Sequence[RunResult], optimizers: Sequence[str]) -> str:
             ratio = "-" if mine is None or not best else f"{mine / best:.2f}"
             values = " | ".join("failed" if v is None else f"{v:.4g}" for v in medians.values())
             lines.append(f"| {instance} | {budget} | {scale:g} | {values} | {ratio} |")
+    return "\n".join(lines)
+
+
+_OPTIMUM = 1e-8  # a loss this close to the optimum is at it (COCO's final target precision)
+
+
+def targets(results: Sequence[RunResult], optimizers: Sequence[str]) -> str:
+    """Issue 15's target applied to every optimizer in turn, one Markdown row per optimizer and
+    budget: the cells where its median is within 1.25x of the best other column's (1.5x below
+    1,000 variables), those where it is first, and its worst ratio. Losses below 1e-8 (COCO's
+    final target precision) count as 1e-8: both at the optimum are level. ``ZG-anytime`` (the
+    default not told the budget) is nobody's rival."""
+    losses: dict[tuple[int, int, str, float], dict[str, list[float | None]]] = {}
+    for r in results:
+        key = (r.task.budget, r.task.dim, r.task.instance, r.task.sigma_scale)
+        losses.setdefault(key, {}).setdefault(r.task.optimizer, []).append(r.loss)
+    lines = [
+        "| optimizer | budget | within 1.25x, 1,000+ variables | first "
+        "| within 1.5x, below 1,000 | worst ratio |",
+        "|---|---|---|---|---|---|",
+    ]
+    for budget in sorted({key[0] for key in losses}):
+        for name in optimizers:
+            large: list[float] = []  # its ratios to the best other column, cell by cell
+            small: list[float] = []
+            for (cell_budget, dim, _, _), cell in losses.items():
+                if cell_budget != budget or name not in cell:
+                    continue
+                medians = {o: max(_OPTIMUM, _median(v)) for o, v in cell.items() if o != "ZG-anytime"}
+                mine = medians.pop(name, max(_OPTIMUM, _median(cell[name])))
+                ratio = mine / min(medians.values(), default=math.nan)
+                (large if dim >= 1000 else small).append(ratio)
+            if large or small:
+                within = sum(r <= 1.25 for r in large)
+                first = sum(r <= 1.0 for r in large)
+                ok_small = sum(r <= 1.5 for r in small)
+                worst = max(large + small)
+                lines.append(
+                    f"| {name} | {budget} | {within} of {len(large)} | {first} | {ok_small} of {len(small)} "
+                    f"| {worst:.3g}x |"
+                )
     return "\n".join(lines)
 
 
@@ -208,6 +250,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     names = [n for n in args.optimizers if n in OURS and n in present]
     names += [n for n in args.optimizers if n not in OURS and n in present]
     print(table(results, names))
+    print("\n" + targets(results, names))
     figures = plot(results, names, args.out)
     print(f"\nWrote {args.out / 'results.json'} and {len(figures)} figures")
     return 0

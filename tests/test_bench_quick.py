@@ -229,3 +229,27 @@ def test_zg_anytime_is_the_default_not_told_the_budget(monkeypatch: pytest.Monke
     told, anytime = make_peer("ZeroGrads", setting), make_peer("ZG-anytime", setting)
     assert (told.optimizer.budget, anytime.optimizer.budget) == (320, None)
     assert told.optimizer.config == anytime.optimizer.config
+
+
+def test_robustness_targets_count_each_optimizer_against_the_best_other(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.syspath_prepend(str(ROOT))
+    from bench.robustness import targets
+    from bench.run import RunResult, Task
+
+    def run(dim: int, name: str, loss: float, scale: float = 1.0) -> RunResult:
+        return RunResult(Task("sphere", dim, name, 0, 64, 16, 60.0, 4.0, scale), loss, curve=[(64, loss)])
+
+    results = [
+        *(run(1000, "ZeroGrads", 1.2), run(1000, "sep-CMA", 1.0)),  # within 1.25x, not first
+        *(run(1000, "ZeroGrads", 1.0, 10.0), run(1000, "sep-CMA", 2.0, 10.0)),  # first; sep-CMA 2x
+        *(run(10, "ZeroGrads", 1e-12), run(10, "sep-CMA", 1e-10)),  # both at the optimum: level
+        *(run(10, "ZeroGrads", 1.0, 10.0), run(10, "sep-CMA", 0.5, 10.0)),  # 2x: beyond 1.5x
+        run(1000, "ZG-anytime", 1e-3),  # the default not told the budget rivals no one
+    ]
+    rows = targets(results, ["ZeroGrads", "sep-CMA"]).splitlines()[2:]
+    assert rows == [
+        "| ZeroGrads | 64 | 2 of 2 | 1 | 1 of 2 | 2x |",
+        "| sep-CMA | 64 | 1 of 2 | 1 | 2 of 2 | 2x |",
+    ]
