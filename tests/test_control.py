@@ -275,3 +275,13 @@ def test_penalties_are_clipped_and_do_not_set_the_running_spread() -> None:
     assert scaler.scale == spread
     first = LossScaler("running").targets(np.array([2.0, 2.0, 2.0, 2.1, 1.9, 1e10]))
     assert np.argmax(first) == 5 and first.max() < 6.0  # a first batch's outlier is clipped too
+
+
+def test_presets_whose_gradient_carries_memory_run_open_loop() -> None:
+    # The adaptive step reads a fresh estimate per update against the last step; a warm-started
+    # surrogate's or an averaged gradient is not fresh (docs/benchmarks.md: 1.3x-700x behind es).
+    from zg_asktell import PRESETS
+
+    with_memory = [n for n, c in PRESETS.items() if c.estimator == "surrogate" or c.gradient_averaging > 0]
+    assert {"surrogate", "es-averaged", "reference"} <= set(with_memory)
+    assert {n: PRESETS[n].control for n in with_memory} == {n: "schedule" for n in with_memory}

@@ -13,4 +13,4 @@ __all__ = [
     "minimize",
     "preset",
 ]
-__version__ = "0.1.0"
+__version__ = "0.2.0.dev0"

@@ -60,7 +60,10 @@ class ZeroGradsConfig:
             both adapted from the losses told, the user's sigma only a first guess; no budget
             needed) or ``"schedule"`` (the open-loop rule of earlier versions: sigma annealed
             to ``sigma_final`` over the budget, the step from the horizon and dimension).
-            Rules and measurements: ``zg_asktell._control``, docs/benchmarks.md.
+            ``"adaptive"`` assumes a fresh gradient estimate per update: with
+            ``estimator="surrogate"`` or ``gradient_averaging`` above 0 use ``"schedule"``
+            (as their presets do). Rules and measurements: ``zg_asktell._control``,
+            docs/benchmarks.md.
         lr: Adam step size on theta in units of the current sigma (normalised space). With
             ``control="adaptive"`` the starting step (``None``: the horizon step below, at most
             0.5, with a budget; 0.1 without), adapted from there between its cap (0.5, lower
@@ -252,8 +255,11 @@ PRESETS: dict[str, ZeroGradsConfig] = {
     # The default with the open-loop step and width of versions before 0.2 (the comparison
     # that shows what the closed loop changes).
     "schedule": ZeroGradsConfig(control="schedule"),
-    # The paper's design: Adam on the surrogate's gradient at theta, our step and width.
-    "surrogate": ZeroGradsConfig(estimator="surrogate"),
+    # The paper's design: Adam on the surrogate's gradient at theta, with the open-loop step
+    # and width. The adaptive controller reads its step signal off a fresh estimate per
+    # update, independent of the last step; a warm-started surrogate's gradient, like an
+    # averaged one, is not (docs/benchmarks.md, "Presets whose gradient carries memory").
+    "surrogate": ZeroGradsConfig(estimator="surrogate", control="schedule"),
     "reference": _REFERENCE,
     # The reference's high-dimensional network: 8 layers of 128 with L=6 encoding.
     "reference-highdim": _REFERENCE.replace(
@@ -261,8 +267,9 @@ PRESETS: dict[str, ZeroGradsConfig] = {
     ),
     # Plain antithetic ES with the default step and width: the surrogate's ablation.
     "es": ZeroGradsConfig(estimator="es"),
-    # ES with a running average of its gradient (the low-pass filter the surrogate acts as).
-    "es-averaged": ZeroGradsConfig(estimator="es", gradient_averaging=0.9),
+    # ES with a running average of its gradient (the low-pass filter the surrogate acts as),
+    # open loop for the same reason.
+    "es-averaged": ZeroGradsConfig(estimator="es", gradient_averaging=0.9, control="schedule"),
 }
 
 
