@@ -132,9 +132,9 @@ def targets(results: Sequence[RunResult], optimizers: Sequence[str]) -> str:
                 ratio = mine / min(medians.values(), default=math.nan)
                 (large if dim >= 1000 else small).append(ratio)
             if large or small:
-                within = sum(r <= 1.25 for r in large)
-                first = sum(r <= 1.0 for r in large)
-                ok_small = sum(r <= 1.5 for r in small)
+                within = sum(ratio <= 1.25 for ratio in large)
+                first = sum(ratio <= 1.0 for ratio in large)
+                ok_small = sum(ratio <= 1.5 for ratio in small)
                 worst = max(large + small)
                 lines.append(
                     f"| {name} | {budget} | {within} of {len(large)} | {first} | {ok_small} of {len(small)} "
