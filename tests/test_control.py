@@ -278,8 +278,9 @@ def test_penalties_are_clipped_and_do_not_set_the_running_spread() -> None:
 
 
 def test_presets_whose_gradient_carries_memory_run_open_loop() -> None:
-    # The adaptive step reads a fresh estimate per update against the last step; a warm-started
-    # surrogate's or an averaged gradient is not fresh (docs/benchmarks.md: 1.2x-700x behind es).
+    # The adaptive step reads a fresh estimate per update against the last step, in units of such
+    # estimates' spread; a warm-started surrogate's gradient is not fresh, and averaging shrinks
+    # Adam's spread below a fresh estimate's (docs/benchmarks.md: 1.2x-700x behind es).
     from zg_asktell import PRESETS
 
     with_memory = [n for n, c in PRESETS.items() if c.estimator == "surrogate" or c.gradient_averaging > 0]

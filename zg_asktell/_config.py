@@ -60,7 +60,8 @@ class ZeroGradsConfig:
             both adapted from the losses told, the user's sigma only a first guess; no budget
             needed) or ``"schedule"`` (the open-loop rule of earlier versions: sigma annealed
             to ``sigma_final`` over the budget, the step from the horizon and dimension).
-            ``"adaptive"`` assumes a fresh gradient estimate per update: with
+            ``"adaptive"`` assumes a fresh gradient estimate per update, normalised by the
+            spread of such estimates: with
             ``estimator="surrogate"`` or ``gradient_averaging`` above 0 use ``"schedule"``
             (as their presets do). Rules and measurements: ``zg_asktell._control``,
             docs/benchmarks.md.
@@ -257,8 +258,8 @@ PRESETS: dict[str, ZeroGradsConfig] = {
     "schedule": ZeroGradsConfig(control="schedule"),
     # The paper's design: Adam on the surrogate's gradient at theta, with the open-loop step
     # and width. The adaptive controller reads its step signal off a fresh estimate per
-    # update, independent of the last step; a warm-started surrogate's gradient, like an
-    # averaged one, is not (docs/benchmarks.md, "Presets whose gradient carries memory").
+    # update, independent of the last step; a warm-started surrogate's gradient is not
+    # (docs/benchmarks.md, "Presets whose gradient carries memory").
     "surrogate": ZeroGradsConfig(estimator="surrogate", control="schedule"),
     "reference": _REFERENCE,
     # The reference's high-dimensional network: 8 layers of 128 with L=6 encoding.
@@ -268,7 +269,8 @@ PRESETS: dict[str, ZeroGradsConfig] = {
     # Plain antithetic ES with the default step and width: the surrogate's ablation.
     "es": ZeroGradsConfig(estimator="es"),
     # ES with a running average of its gradient (the low-pass filter the surrogate acts as),
-    # open loop for the same reason.
+    # open loop: Adam's second moment is then the averaged gradient's, smaller than the fresh
+    # estimate's spread that the adaptive step's signal is normalised by.
     "es-averaged": ZeroGradsConfig(estimator="es", gradient_averaging=0.9, control="schedule"),
 }
 
